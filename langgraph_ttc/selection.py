@@ -1,0 +1,115 @@
+"""Step splitting, step-score aggregation and final-answer selection (pure logic).
+
+Every strategy ends with `select`, so best-of-N, beam search and DVTS choose their answer the
+same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from langgraph_ttc.answers import answers_equivalent, normalize_answer
+from langgraph_ttc.types import Candidate
+
+Aggregation = Literal["last", "min", "prod", "mean"]
+Selection = Literal["naive", "weighted", "majority"]
+AGGREGATIONS: tuple[str, ...] = ("last", "min", "prod", "mean")
+SELECTIONS: tuple[str, ...] = ("naive", "weighted", "majority")
+DEFAULT_STEP_DELIMITER = "\n\n"
+
+
+def split_steps(text: str, delimiter: str = DEFAULT_STEP_DELIMITER) -> list[str]:
+    """Split a solution into steps, dropping empty pieces.
+
+    A partial solution ends with the delimiter, so a plain split yields a trailing "" that must
+    not be scored as a step.
+    """
+    return [step.strip() for step in text.split(delimiter) if step.strip()]
+
+
+def aggregate(step_scores: Sequence[float], how: str = "last") -> float:
+    """Collapse per-step scores into one solution score; no steps scores 0."""
+    if not step_scores:
+        return 0.0
+    if how == "last":
+        return float(step_scores[-1])
+    if how == "min":
+        return float(min(step_scores))
+    if how == "prod":
+        return float(math.prod(step_scores))
+    if how == "mean":
+        return float(sum(step_scores) / len(step_scores))
+    raise ValueError(f"unknown aggregation {how!r}; choose one of {AGGREGATIONS}")
+
+
+def validate_choice(name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {tuple(allowed)}")
+
+
+Equivalence = Callable[[str | None, str | None], bool]
+
+
+def group_by_answer(
+    candidates: Sequence[Candidate], equivalent: Equivalence = answers_equivalent
+) -> list[list[Candidate]]:
+    """Group candidates whose answers are equivalent; candidates without an answer are left out.
+
+    Exact matches (after normalisation) group first; the remaining groups are merged by comparing
+    one representative each, so math-verify runs O(groups^2), not O(candidates^2).
+    """
+    by_key: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        if candidate["answer"] is None:
+            continue
+        by_key.setdefault(normalize_answer(candidate["answer"]), []).append(candidate)
+    groups: list[list[Candidate]] = []
+    for members in by_key.values():
+        for group in groups:
+            if equivalent(group[0]["answer"], members[0]["answer"]):
+                group.extend(members)
+                break
+        else:
+            groups.append(list(members))
+    return groups
+
+
+def select(
+    candidates: Sequence[Candidate],
+    mode: str = "weighted",
+    equivalent: Equivalence = answers_equivalent,
+) -> Candidate | None:
+    """Pick the final candidate.
+
+    naive: highest aggregated score. weighted: the answer group with the largest score sum,
+    represented by its best member. majority: the most frequent answer (ties go to the answer
+    seen first), represented by its best-scored member. When no candidate has an answer, the
+    weighted and majority modes fall back to naive.
+    """
+    validate_choice("selection", mode, SELECTIONS)
+    if not candidates:
+        return None
+    best = max(candidates, key=lambda c: c["score"])
+    if mode == "naive":
+        return best
+    groups = group_by_answer(candidates, equivalent)
+    if not groups:
+        return best
+    if mode == "weighted":
+        chosen = max(groups, key=lambda g: sum(c["score"] for c in g))
+    else:
+        chosen = max(groups, key=len)  # max() keeps the first of equal groups
+    return max(chosen, key=lambda c: c["score"])
+
+
+def select_all(
+    candidates: Sequence[Candidate], equivalent: Equivalence = answers_equivalent
+) -> dict[str, str | None]:
+    """The answer every selection mode picks, from one set of candidates (for evaluation)."""
+    answers: dict[str, str | None] = {}
+    for mode in SELECTIONS:
+        chosen = select(candidates, mode, equivalent)
+        answers[mode] = chosen["answer"] if chosen else None
+    return answers

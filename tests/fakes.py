@@ -1,0 +1,87 @@
+"""Protocol-level fakes: deterministic from prompt and seed, and they honour n, stop and prefix."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+
+from langgraph_ttc.types import Completion, GenerationRequest
+
+Script = Callable[[GenerationRequest, int], str]
+
+
+def _finish(text: str, request: GenerationRequest) -> Completion:
+    """Cut `text` at the first stop string (kept in the output) or at max_tokens words."""
+    found = [(text.find(stop), stop) for stop in request.stop if stop in text]
+    stop_at, matched = min(found) if found else (len(text), None)
+    words = text[:stop_at].split(" ")
+    if len(words) > request.max_tokens:
+        return Completion(" ".join(words[: request.max_tokens]), "length", None, request.max_tokens)
+    body = text[:stop_at] + (matched or "")
+    return Completion(body, "stop", matched, max(1, len(body.split())))
+
+
+class ScriptedPolicy:
+    """Completions come from `script(request, sample_index)`; every call is recorded."""
+
+    def __init__(self, script: Script):
+        self.script = script
+        self.calls: list[list[GenerationRequest]] = []
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        self.calls.append(list(requests))
+        return [[_finish(self.script(r, i), r) for i in range(r.n)] for r in requests]
+
+
+def cycling(texts: Sequence[str]) -> ScriptedPolicy:
+    """Sample i of every request is texts[i % len(texts)]."""
+    return ScriptedPolicy(lambda request, i: texts[i % len(texts)])
+
+
+def seeded_arithmetic(request: GenerationRequest, index: int) -> str:
+    """A pseudo-random arithmetic solution, a pure function of prompt, prefix, seed and index."""
+    key = repr((request.messages, request.prefix, request.seed, index, request.temperature))
+    rng = random.Random(hashlib.sha256(key.encode()).digest())
+    a, b = rng.randint(1, 20), rng.randint(1, 20)
+    result = a + b + rng.choice([0, 0, 1, -1])
+    return f"We add {a} + {b} = {result}.\n\nSo the answer is \\boxed{{{result}}}."
+
+
+class KeywordPRM:
+    """Scores a step by the first keyword it contains (default 0.5); records calls."""
+
+    def __init__(self, weights: dict[str, float], default: float = 0.5, fail_on: str | None = None):
+        self.weights, self.default, self.fail_on = weights, default, fail_on
+        self.calls: list[list[list[str]]] = []
+
+    def step_score(self, step: str) -> float:
+        return next((w for k, w in self.weights.items() if k in step), self.default)
+
+    async def score(self, problem: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
+        self.calls.append([list(s) for s in solutions])
+        if self.fail_on and any(self.fail_on in step for s in solutions for step in s):
+            raise RuntimeError(f"PRM cannot score text containing {self.fail_on!r}")
+        return [[self.step_score(step) for step in steps] for steps in solutions]
+
+
+def tree_policy(depth: int, label: Callable[[GenerationRequest, int, int], str]) -> ScriptedPolicy:
+    """A step-wise solver: from a prefix with d steps it writes steps d..depth-1, each
+    "s{k}:{label}", then a boxed answer (the number of "good" steps); stop strings cut it.
+
+    `label(request, sample_index, step_index)` names each step, so tests steer the tree."""
+
+    def script(request: GenerationRequest, i: int) -> str:
+        done = request.prefix.count("\n\n")
+        steps = [f"s{k}:{label(request, i, k)}" for k in range(done, depth)]
+        text = request.prefix + "\n\n".join(steps)
+        answer = text.count("good")
+        tail = "\n\n".join([*steps, f"\\boxed{{{answer}}}"]) if steps else f"\\boxed{{{answer}}}"
+        return tail
+
+    return ScriptedPolicy(script)
+
+
+def alternating(request: GenerationRequest, i: int, k: int) -> str:
+    """Sample 0 of a request writes good steps, sample 1 bad, and so on."""
+    return "good" if i % 2 == 0 else "bad"
