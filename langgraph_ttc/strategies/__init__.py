@@ -1,5 +1,8 @@
 """Strategies: one module each, every builder returns a compiled LangGraph graph."""
 
+from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
+from langgraph_ttc.strategies.dvts import create_dvts
+from langgraph_ttc.strategies.self_refine import create_self_refine
 
-__all__ = ["create_best_of_n"]
+__all__ = ["create_beam_search", "create_best_of_n", "create_dvts", "create_self_refine"]
