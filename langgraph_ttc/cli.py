@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-STRATEGIES = ("best_of_n",)
+STRATEGIES = ("best_of_n", "beam_search", "dvts", "self_refine")
 PRMS = ("arithmetic", "none")
 
 
@@ -26,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     solve = commands.add_parser("solve", help="solve one problem, with live progress")
     solve.add_argument("problem", help="the problem text")
     solve.add_argument("--strategy", choices=STRATEGIES, default="best_of_n")
-    solve.add_argument("--n", type=int, default=8, help="samples (budget)")
+    solve.add_argument("--n", type=int, default=8, help="budget: samples, beams or chains")
+    solve.add_argument("--beam-width", type=int, default=2, help="beam search / DVTS")
+    solve.add_argument("--max-iterations", type=int, default=40, help="beam search / DVTS")
+    solve.add_argument("--lookahead", type=int, default=0, help="beam search / DVTS")
+    solve.add_argument("--rounds", type=int, default=2, help="self-refinement rounds")
     solve.add_argument(
         "--selection",
         choices=("weighted", "naive", "majority"),
@@ -143,6 +147,40 @@ async def _solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_strategy(args: argparse.Namespace, policy: Any, prm: Any, selection: str) -> Any:
+    """The strategy graph the command line asks for."""
+    from langgraph_ttc.strategies import (
+        create_beam_search,
+        create_best_of_n,
+        create_dvts,
+        create_self_refine,
+    )
+
+    common = {
+        "selection": selection,
+        "aggregation": args.aggregation,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "seed": args.seed,
+    }
+    if args.strategy == "best_of_n":
+        return create_best_of_n(policy, prm, n=args.n, **common)
+    if args.strategy == "self_refine":
+        return create_self_refine(policy, prm, chains=args.n, rounds=args.rounds, **common)
+    if prm is None:
+        raise ValueError(f"{args.strategy} is guided by a verifier: pass --prm")
+    search = {
+        "n": args.n,
+        "beam_width": args.beam_width,
+        "lookahead": args.lookahead,
+        "max_iterations": args.max_iterations,
+        **common,
+    }
+    if args.strategy == "beam_search":
+        return create_beam_search(policy, prm, **search)
+    return create_dvts(policy, prm, **search)
+
+
 class Progress:
     """Live progress on a terminal: one updating status line, plus lines for milestones."""
 
@@ -172,12 +210,23 @@ class Progress:
                 f"generating: {event['tokens']} tokens, {rate:.1f} tok/s, "
                 f"{event['finished']}/{event['sequences']} samples done"
             )
-        elif kind == "candidate":
-            preview = " ".join(event["text"].split())[:60]
-            self.line(f"  candidate {event['id']}: {event['num_tokens']} tokens  {preview}...")
+        elif kind == "candidate" and event.get("finished", True):
+            preview = " ".join(event["text"].split())[-60:]
+            self.line(f"  candidate {event['id']}: {event['num_tokens']} tokens  ...{preview}")
         elif kind == "score":
             scores = ", ".join(f"{s:.2f}" for s in event["step_scores"])
-            self.line(f"  score {event['id']}: {event['score']:.2f}  steps [{scores}]")
+            text = f"  score {event['id']}: {event['score']:.2f}  steps [{scores}]"
+            # step searches score every beam every iteration: keep those on the status line
+            self.line(text) if event["strategy"] in ("best_of_n", "self_refine") else self.status(
+                text.strip()
+            )
+        elif kind == "prune":
+            self.line(
+                f"  iteration {event['iteration']}: kept {event['kept']}, "
+                f"dropped {len(event['dropped'])}"
+            )
+        elif kind == "critique":
+            self.line(f"  critique of {event['id']}: {' '.join(event['text'].split())[:60]}...")
         elif kind == "selected":
             self.line(f"selected candidate {event['id']}: answer {event['answer']!r}")
 
