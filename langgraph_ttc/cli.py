@@ -98,22 +98,13 @@ def _prepare_models(args: argparse.Namespace) -> int:
 
 async def _solve(args: argparse.Namespace) -> int:
     from langgraph_ttc.policies import VLLMPolicy
-    from langgraph_ttc.strategies import create_best_of_n
     from langgraph_ttc.verifiers import ArithmeticVerifier
 
     prm = ArithmeticVerifier() if args.prm == "arithmetic" else None
     selection = args.selection or ("weighted" if prm else "majority")
     policy = VLLMPolicy(args.model)
-    graph = create_best_of_n(  # validates the settings before the engine starts
-        policy,
-        prm,
-        n=args.n,
-        selection=selection,
-        aggregation=args.aggregation,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-    )
+    # validates the settings before the engine starts
+    graph = build_strategy(args, policy, prm, selection)
     progress = Progress(sys.stderr)
     try:
         progress.line("starting the vLLM engine (about a minute on a laptop CPU)...")
