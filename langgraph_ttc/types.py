@@ -88,6 +88,7 @@ class Candidate(TypedDict):
     num_tokens: int
     finish_reason: str
     error: NotRequired[str]
+    group: NotRequired[int]  # DVTS: the subtree the candidate grew in
 
 
 def merge_usage(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:

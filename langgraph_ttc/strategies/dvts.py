@@ -227,6 +227,8 @@ def create_dvts(
         settings = settings_for(config)
         leaves = sorted(state["leaves"], key=lambda b: (b["group"], -b["score"]))
         candidates = beams_to_candidates(leaves, settings, answer_extractor)
+        for candidate, leaf in zip(candidates, leaves, strict=True):
+            candidate["group"] = leaf["group"]  # budget curves take whole subtrees
         return finish(STRATEGY, state, candidates, settings.selection)
 
     builder = StateGraph(DVTSState, input_schema=StrategyInput, output_schema=StrategyOutput)

@@ -29,6 +29,7 @@ async def test_subtrees_are_greedy_on_the_prm_and_batched():
     best = max(out["candidates"], key=lambda c: c["score"])
     assert best["text"].count("good") == 3
     assert {e["group"] for e in events if e["type"] == "prune"} == {0, 1}
+    assert [c["group"] for c in out["candidates"]] == [0, 0, 1, 1]  # whole subtrees, in order
 
 
 async def test_subtrees_never_compete():
