@@ -6,6 +6,7 @@ from langgraph_ttc.strategies import (
     create_beam_search,
     create_best_of_n,
     create_dvts,
+    create_greedy,
     create_self_refine,
 )
 from langgraph_ttc.types import PRM, Candidate, Completion, GenerationRequest, Policy
@@ -21,6 +22,7 @@ __all__ = [
     "create_beam_search",
     "create_best_of_n",
     "create_dvts",
+    "create_greedy",
     "create_self_refine",
     "extract_answer",
     "extract_boxed",

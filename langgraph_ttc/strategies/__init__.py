@@ -3,6 +3,13 @@
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
 from langgraph_ttc.strategies.dvts import create_dvts
+from langgraph_ttc.strategies.greedy import create_greedy
 from langgraph_ttc.strategies.self_refine import create_self_refine
 
-__all__ = ["create_beam_search", "create_best_of_n", "create_dvts", "create_self_refine"]
+__all__ = [
+    "create_beam_search",
+    "create_best_of_n",
+    "create_dvts",
+    "create_greedy",
+    "create_self_refine",
+]
