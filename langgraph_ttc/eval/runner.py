@@ -1,0 +1,174 @@
+"""Run planned strategies over problems, many at once on one engine, appending rows as each
+problem finishes (resumable: work whose rows are already in the log is skipped)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from langgraph_ttc.eval.budgets import RunSpec, budget_tokens, subsample
+from langgraph_ttc.eval.datasets import Problem
+from langgraph_ttc.eval.metrics import grade_candidates
+from langgraph_ttc.eval.results import ResultsLog, RowKey, row_key
+from langgraph_ttc.types import Candidate
+
+CANDIDATE_FIELDS = ("id", "text", "answer", "score", "step_scores", "num_tokens", "finish_reason")
+
+
+class Graph(Protocol):
+    async def ainvoke(self, input: Any, config: Any = None) -> Any: ...
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    problem: Problem
+    spec: RunSpec
+    budgets: tuple[int, ...]  # the budgets whose rows are still missing
+
+
+def pending_work(
+    problems: Sequence[Problem], specs: Sequence[RunSpec], done: set[RowKey]
+) -> list[WorkItem]:
+    """Every (problem, run) with a missing row, problem by problem (so a partial run still
+    compares every strategy on the same problems)."""
+    items = []
+    for problem in problems:
+        for spec in specs:
+            missing = tuple(k for k in spec.budgets if (spec.strategy, k, problem.id) not in done)
+            if missing:
+                items.append(WorkItem(problem, spec, missing))
+    return items
+
+
+def build_rows(
+    item: WorkItem,
+    output: Mapping[str, Any] | None,
+    *,
+    wall_time_s: float,
+    error: str | None = None,
+    grading_timeout: float = 5.0,
+) -> list[dict[str, Any]]:
+    """One results row per missing budget of a finished (or failed) run."""
+    candidates: list[Candidate] = list((output or {}).get("candidates") or [])
+    usage = dict((output or {}).get("usage") or {})
+    rows = []
+    for budget in item.budgets:
+        subset = subsample(candidates, item.spec, budget) if candidates else []
+        graded = grade_candidates(subset, item.problem.answer, timeout=grading_timeout)
+        tokens, exact = budget_tokens(item.spec, budget, subset, int(usage.get("policy_tokens", 0)))
+        rows.append(
+            {
+                "id": item.problem.id,
+                "strategy": item.spec.strategy,
+                "budget": budget,
+                "run_n": item.spec.n,
+                "beam_width": item.spec.beam_width,
+                "problem": item.problem.problem,
+                "reference": item.problem.answer,
+                "predictions": graded.predictions,
+                "correct": graded.correct,
+                "pass": graded.passed,
+                "candidates": [
+                    {**{f: c.get(f) for f in CANDIDATE_FIELDS}, "correct": ok}
+                    for c, ok in zip(subset, graded.candidate_correct, strict=True)
+                ],
+                "tokens": tokens,
+                "tokens_exact": exact,
+                "wall_time_s": round(wall_time_s, 3),
+                "usage": usage,
+                "grading_timeouts": graded.grading_timeouts,
+                "error": error,
+            }
+        )
+    return rows
+
+
+FatalError = tuple[type[BaseException], ...]
+
+
+async def run_eval(
+    work: Sequence[WorkItem],
+    graphs: Mapping[str, Graph],
+    log: ResultsLog,
+    *,
+    concurrency: int = 8,
+    grading_timeout: float = 5.0,
+    fatal: FatalError = (),
+    progress: bool = True,
+    on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> int:
+    """Run every work item (at most `concurrency` at a time) and append its rows; returns the
+    number of rows written.
+
+    A failing run is recorded as a row with its error (counted wrong). An exception of a
+    `fatal` type (a dead engine) stops the whole evaluation; rows written so far stay, and a
+    `--resume` continues from them.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    queue: asyncio.Queue[WorkItem] = asyncio.Queue()
+    for item in work:
+        queue.put_nowait(item)
+    written = 0
+    bar = _progress_bar(len(work), progress)
+
+    async def worker() -> None:
+        nonlocal written
+        while True:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.perf_counter()
+            output, error = None, None
+            try:
+                output = await graphs[item.spec.key].ainvoke({"problem": item.problem.problem})
+            except fatal:
+                raise
+            except Exception as exc:  # isolated: this problem's rows record the error
+                error = f"{type(exc).__name__}: {exc}"
+            elapsed = time.perf_counter() - started
+            rows = await asyncio.to_thread(
+                build_rows,
+                item,
+                output,
+                wall_time_s=elapsed,
+                error=error,
+                grading_timeout=grading_timeout,
+            )
+            log.append(rows)
+            written += len(rows)
+            if on_rows is not None:
+                on_rows(rows)
+            if bar is not None:
+                bar.set_postfix_str(f"{item.spec.strategy} n={item.spec.n}", refresh=False)
+                bar.update(1)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(concurrency, len(work))):
+                group.create_task(worker())
+    except ExceptionGroup as errors:  # a fatal error (or a bug): report the first one plainly
+        raise errors.exceptions[0] from None
+    finally:
+        if bar is not None:
+            bar.close()
+    return written
+
+
+def done_keys(rows: Sequence[Mapping[str, Any]]) -> set[RowKey]:
+    return {row_key(row) for row in rows}
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm ships with vLLM; without it, no bar
+        return None
+    return tqdm(total=total, desc="eval", unit="run", file=sys.stderr, dynamic_ncols=True)
