@@ -1,4 +1,5 @@
-"""The `ttc` command: solve a problem with a strategy, prepare the embedded model."""
+"""The `ttc` command: solve a problem with a strategy, evaluate strategies on a dataset,
+prepare the embedded model."""
 
 from __future__ import annotations
 
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = models.add_subparsers(dest="models_command", required=True)
     prepare = model_commands.add_parser("prepare", help="fetch and convert the embedded model")
     prepare.add_argument("--force", action="store_true", help="convert again even if cached")
+
+    from langgraph_ttc.eval.command import add_eval_parser
+
+    add_eval_parser(commands)
     return parser
 
 
@@ -62,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _prepare_models(args)
+        if args.command == "eval":
+            from langgraph_ttc.eval.command import main as eval_main
+
+            return eval_main(args)
         return asyncio.run(_solve(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,0 +1,215 @@
+"""`ttc eval`: arguments, output directory handling, and the run from start to report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from langgraph_ttc.eval.budgets import STRATEGIES, RunSpec, parse_budgets, plan_runs
+from langgraph_ttc.eval.datasets import Fields, Problem, load_problems
+from langgraph_ttc.eval.graphs import StrategySettings, build_graph
+from langgraph_ttc.eval.metrics import summarize
+from langgraph_ttc.eval.report import format_table, write_summary
+from langgraph_ttc.eval.results import ResultsLog, row_key
+from langgraph_ttc.eval.runner import done_keys, pending_work, run_eval
+
+PRMS = ("arithmetic", "none")
+# Settings that change what a row means: a resumed run must use the same ones.
+RUN_DEFINING = ("dataset", "split", "fields", "model", "prm", "settings", "beam_width")
+
+
+class EvalUsageError(ValueError):
+    """The output directory or options do not fit together."""
+
+
+def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "eval",
+        help="accuracy of strategies against budget N on a dataset (scaling curves)",
+        description="Run strategies over a dataset and write results.jsonl, summary.json, "
+        "table.txt and scaling.png to --out.",
+    )
+    parser.add_argument("--dataset", required=True, help="JSON Lines file, or hf:NAME[:CONFIG]")
+    parser.add_argument("--split", default="test", help="hf: datasets only")
+    parser.add_argument("--problem-field", default="problem")
+    parser.add_argument("--answer-field", default="answer")
+    parser.add_argument("--id-field", default="id", help="rows without it are numbered")
+    parser.add_argument(
+        "--strategy",
+        nargs="+",
+        choices=STRATEGIES,
+        default=["best_of_n"],
+        help="strategies to evaluate (the greedy baseline is added unless --no-baseline)",
+    )
+    parser.add_argument("--no-baseline", action="store_true", help="skip the greedy baseline")
+    parser.add_argument("--n", default="1,2,4,8", help="budgets, comma-separated")
+    parser.add_argument("--limit", type=int, default=None, help="first K problems")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=8, help="problems in flight")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--resume", action="store_true", help="continue results in --out")
+    parser.add_argument("--model", default=None, help="default: embedded SmolLM2-135M")
+    parser.add_argument("--prm", choices=PRMS, default="arithmetic", help="verifier")
+    parser.add_argument("--beam-width", type=int, default=2, help="beam search / DVTS")
+    parser.add_argument("--max-iterations", type=int, default=40, help="beam search / DVTS")
+    parser.add_argument("--rounds", type=int, default=2, help="self-refinement rounds")
+    parser.add_argument("--aggregation", choices=("last", "min", "prod", "mean"), default="last")
+    parser.add_argument("--temperature", type=float, default=0.8)
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--grading-timeout", type=float, default=5.0, help="seconds per answer")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[int]) -> dict:
+    settings = StrategySettings(
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+        aggregation=args.aggregation,
+        max_iterations=args.max_iterations,
+        rounds=args.rounds,
+    )
+    return {
+        "dataset": args.dataset,
+        "split": args.split if args.dataset.startswith("hf:") else None,
+        "fields": {"problem": args.problem_field, "answer": args.answer_field, "id": args.id_field},
+        "model": args.model or "embedded:SmolLM2-135M-Instruct",
+        "prm": args.prm,
+        "settings": asdict(settings),
+        "beam_width": args.beam_width,
+        "strategies": strategies,
+        "budgets": budgets,
+        "limit": args.limit,
+    }
+
+
+def prepare_out_dir(out: Path, config: dict[str, Any], resume: bool) -> ResultsLog:
+    """Create --out, or check it may be continued; never overwrites earlier results."""
+    log = ResultsLog(out / "results.jsonl")
+    config_path = out / "config.json"
+    if resume:
+        if config_path.exists():
+            earlier = json.loads(config_path.read_text())
+            changed = [k for k in RUN_DEFINING if earlier.get(k) != config.get(k)]
+            if changed:
+                raise EvalUsageError(
+                    f"{out} holds results made with different {', '.join(changed)} "
+                    f"({', '.join(f'{k}={earlier.get(k)!r}' for k in changed)}); resume with the "
+                    "same options or choose another --out"
+                )
+    elif log.path.exists() and log.path.stat().st_size > 0:
+        raise EvalUsageError(
+            f"{log.path} already holds results: pass --resume to continue them, or choose "
+            "another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    return log
+
+
+async def run_command(args: argparse.Namespace) -> int:
+    budgets = parse_budgets(args.n)
+    strategies = ([] if args.no_baseline else ["greedy"]) + list(dict.fromkeys(args.strategy))
+    if args.concurrency < 1:
+        raise EvalUsageError(f"--concurrency must be >= 1, got {args.concurrency}")
+    specs = plan_runs(strategies, budgets, args.beam_width)
+    problems = load_problems(
+        args.dataset,
+        split=args.split,
+        fields=Fields(args.problem_field, args.answer_field, args.id_field),
+        limit=args.limit,
+    )
+    config = run_config(args, strategies, budgets)
+    log = prepare_out_dir(args.out, config, args.resume)
+    rows = log.repair()  # drops a torn last line left by a killed run
+    work = pending_work(problems, specs, done_keys(rows))
+    say(
+        f"{len(problems)} problems x {len(specs)} runs "
+        f"({', '.join(s.key for s in specs)}): {len(work)} to do"
+        + (f", {len(problems) * len(specs) - len(work)} already in {log.path}" if rows else "")
+    )
+    started = time.perf_counter()
+    if work:
+        await _run_on_engine(args, specs, work, log)
+    elapsed = time.perf_counter() - started
+    return report(args.out, problems, specs, log, config, elapsed)
+
+
+async def _run_on_engine(
+    args: argparse.Namespace, specs: list[RunSpec], work: list[Any], log: ResultsLog
+) -> None:
+    from langgraph_ttc.policies import PolicyError, VLLMPolicy
+    from langgraph_ttc.verifiers import ArithmeticVerifier
+
+    prm = ArithmeticVerifier() if args.prm == "arithmetic" else None
+    policy = VLLMPolicy(args.model)
+    settings = StrategySettings(**run_config(args, [], [])["settings"])
+    graphs = {spec.key: build_graph(spec, policy, prm, settings) for spec in specs}  # validates
+    try:
+        say("starting the vLLM engine (about a minute on a laptop CPU)...")
+        await policy.start()
+        say(f"engine ready in {policy.startup_seconds:.0f}s; concurrency {args.concurrency}")
+        await run_eval(
+            work,
+            graphs,
+            log,
+            concurrency=args.concurrency,
+            grading_timeout=args.grading_timeout,
+            fatal=(PolicyError,),
+            progress=not args.no_progress,
+        )
+    finally:
+        policy.shutdown()
+
+
+def report(
+    out: Path,
+    problems: list[Problem],
+    specs: list[RunSpec],
+    log: ResultsLog,
+    config: dict[str, Any],
+    elapsed: float,
+) -> int:
+    """Summarise the rows of this plan (and these problems) from the log; table, json, plot."""
+    wanted = {(s.strategy, k, p.id) for s in specs for k in s.budgets for p in problems}
+    rows, _ = log.read()
+    points = summarize(row for row in rows if row_key(row) in wanted)
+    meta = {**config, "problems": len(problems), "elapsed_s": round(elapsed, 1)}
+    write_summary(out, points, meta)
+    print(format_table(points))
+    try:
+        from langgraph_ttc.eval.plots import plot_scaling
+
+        path = plot_scaling(points, out / "scaling.png", title=_title(config, len(problems)))
+        say(f"plot: {path}")
+    except ImportError:
+        say("matplotlib is not installed (pip install 'langgraph-ttc[eval]'): no scaling.png")
+    say(f"results: {log.path}; summary: {out / 'summary.json'}; this run took {elapsed:.0f}s")
+    missing = len(wanted) - sum(1 for row in rows if row_key(row) in wanted)
+    if missing:
+        say(f"{missing} rows are missing; run again with --resume to complete them")
+    return 0
+
+
+def _title(config: dict[str, Any], problems: int) -> str:
+    name = (
+        Path(config["dataset"]).stem
+        if not config["dataset"].startswith("hf:")
+        else config["dataset"]
+    )
+    return f"{name} ({problems} problems), {config['model']}, prm={config['prm']}"
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    return asyncio.run(run_command(args))

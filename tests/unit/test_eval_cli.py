@@ -1,0 +1,88 @@
+"""`ttc eval` from the command line, with the engine replaced by protocol-level fakes."""
+
+import json
+
+import pytest
+
+from langgraph_ttc import cli
+from langgraph_ttc.eval import command
+from langgraph_ttc.eval.graphs import build_graph
+from langgraph_ttc.eval.runner import run_eval
+from tests.fakes import KeywordPRM, cycling
+
+ROWS = [
+    {"id": "a", "problem": "1 + 1?", "answer": "2"},
+    {"id": "b", "problem": "2 + 2?", "answer": "4"},
+    {"id": "c", "problem": "3 + 3?", "answer": "6"},
+]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    return path
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    """Replace the vLLM run with fakes: every sample answers 2, scored by a keyword PRM."""
+    calls = []
+
+    async def fake_run(args, specs, work, log):
+        calls.append(len(work))
+        settings = command.StrategySettings(**command.run_config(args, [], [])["settings"])
+        policy = cycling(["1 + 1 = 2 ok\n\n\\boxed{2}", "so 4\n\n\\boxed{4}"])
+        graphs = {s.key: build_graph(s, policy, KeywordPRM({"ok": 0.9}), settings) for s in specs}
+        await run_eval(work, graphs, log, concurrency=args.concurrency, progress=False)
+
+    monkeypatch.setattr(command, "_run_on_engine", fake_run)
+    return calls
+
+
+def test_eval_writes_results_summary_table_and_plot(tmp_path, dataset, fake_engine, capsys):
+    out = tmp_path / "out"
+    argv = ["eval", "--dataset", str(dataset), "--n", "1,2", "--out", str(out), "--limit", "2"]
+    assert cli.main(argv) == 0
+    assert fake_engine == [4]  # 2 problems x (greedy, best-of-N at N=2)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 3
+    summary = json.loads((out / "summary.json").read_text())
+    points = {(p["strategy"], p["n"]): p for p in summary["results"]}
+    assert set(points) == {("greedy", 1), ("best_of_n", 1), ("best_of_n", 2)}
+    assert points[("greedy", 1)]["accuracy"]["naive"] == 0.5  # "2" is right for problem a only
+    assert points[("best_of_n", 2)]["pass_at_n"] == 1.0  # a: 2, b: 4 among the two samples
+    assert summary["problems"] == 2 and summary["dataset"] == str(dataset)
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:2] == ["strategy", "N"]
+    assert (out / "table.txt").read_text().strip() == table.strip()
+    assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+    # the same command again refuses to touch the results; --resume with nothing to do does
+    # not start an engine; a larger --limit runs only the new problem
+    assert cli.main(argv) == 1
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main([*argv, "--resume"]) == 0 and fake_engine == [4]
+    assert cli.main([*argv[:-2], "--limit", "3", "--resume"]) == 0 and fake_engine == [4, 2]
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3 * 3
+    assert json.loads((out / "summary.json").read_text())["problems"] == 3
+
+    # changed sampling settings cannot be mixed into the same results
+    assert cli.main([*argv, "--resume", "--temperature", "0.5"]) == 1
+    assert "different settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--n", "0,2"], "positive integers"),
+        (["--concurrency", "0"], "--concurrency"),
+        (["--dataset", "hf:HuggingFaceH4/MATH-500"], "hf:HuggingFaceH4/MATH-500"),
+        (["--problem-field", "question"], "no 'question'"),
+    ],
+)
+def test_bad_options_fail_before_any_work(tmp_path, dataset, fake_engine, capsys, extra, message):
+    argv = ["eval", "--dataset", str(dataset), "--out", str(tmp_path / "o"), *extra]
+    assert cli.main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert fake_engine == []
