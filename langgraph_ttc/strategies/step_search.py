@@ -7,7 +7,7 @@ iteration. Expanding a set of beams is one `policy.generate` call; scoring them 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from langchain_core.runnables import RunnableConfig
@@ -175,16 +175,17 @@ async def expand(
         final = iteration >= settings.max_iterations - 1
     requests, slot = [], 0
     for parent, count in zip(parents, copies, strict=True):
-        requests.append(
-            step_request(
-                problem,
-                parent["text"],
-                settings,
-                n=count,
-                final=final,
-                seed=_seed(settings, iteration, slot),
-            )
+        request = step_request(
+            problem,
+            parent["text"],
+            settings,
+            n=count,
+            final=final,
+            seed=_seed(settings, iteration, slot),
         )
+        # max_tokens bounds the whole solution: a step may use only what its beam has left
+        remaining = max(1, settings.max_tokens - parent["num_tokens"])
+        requests.append(replace(request, max_tokens=min(request.max_tokens, remaining)))
         slot += count
     results = await policy.generate(requests)
     children: list[Beam] = []

@@ -107,7 +107,8 @@ async def test_final_iteration_runs_to_the_end():
     out, _ = await run(graph)
     last = policy.calls[-1]
     assert len(policy.calls) == 3
-    assert all(r.stop == () and r.max_tokens == 500 for r in last)
+    # the rest of the solution gets what the whole-solution budget has left
+    assert all(r.stop == () and 400 < r.max_tokens < 500 for r in last)
     assert all(r.max_tokens == 50 for call in policy.calls[:-1] for r in call)
     assert all(c["answer"] is not None and "\\boxed" in c["text"] for c in out["candidates"])
 
@@ -176,3 +177,16 @@ async def test_iteration_override_beyond_recursion_limit_fails_clearly():
 async def test_graph_carries_an_explicit_recursion_limit():
     graph = create_beam_search(tree_policy(2, alternating), KeywordPRM({}), max_iterations=7)
     assert graph.config["recursion_limit"] == 31
+
+
+async def test_max_tokens_bounds_the_whole_solution():
+    # every step is 8 words (tokens for the fake): with 20 tokens for the whole solution, the
+    # third step may use only the 4 left (duplicates leave one request per iteration)
+    policy = ScriptedPolicy(lambda request, i: "a b c d e f g h\n\n")
+    graph = create_beam_search(
+        policy, KeywordPRM({}), n=2, beam_width=2, max_tokens=20, max_step_tokens=16, seed=0
+    )
+    out, _ = await run(graph)
+    assert [r.max_tokens for call in policy.calls for r in call][:3] == [16, 12, 4]
+    assert all(c["num_tokens"] <= 20 for c in out["candidates"])
+    assert all(c["finish_reason"] == "length" for c in out["candidates"])
