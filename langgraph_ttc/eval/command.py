@@ -138,8 +138,12 @@ async def run_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if work:
         await _run_on_engine(args, specs, work, log)
-    elapsed = time.perf_counter() - started
-    return report(args.out, problems, specs, log, config, elapsed)
+    invocation = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "work_items": len(work),
+        "elapsed_s": round(time.perf_counter() - started, 1),  # engine start included
+    }
+    return report(args.out, problems, specs, log, config, invocation)
 
 
 async def _run_on_engine(
@@ -175,13 +179,16 @@ def report(
     specs: list[RunSpec],
     log: ResultsLog,
     config: dict[str, Any],
-    elapsed: float,
+    invocation: dict[str, Any],
 ) -> int:
     """Summarise the rows of this plan (and these problems) from the log; table, json, plot."""
     wanted = {(s.strategy, k, p.id) for s in specs for k in s.budgets for p in problems}
     rows, _ = log.read()
     points = summarize(row for row in rows if row_key(row) in wanted)
-    meta = {**config, "problems": len(problems), "elapsed_s": round(elapsed, 1)}
+    summary_path = out / "summary.json"
+    earlier = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    invocations = [*earlier.get("invocations", []), invocation]  # every (resumed) run's time
+    meta = {**config, "problems": len(problems), "invocations": invocations}
     write_summary(out, points, meta)
     print(format_table(points))
     try:
@@ -191,7 +198,10 @@ def report(
         say(f"plot: {path}")
     except ImportError:
         say("matplotlib is not installed (pip install 'langgraph-ttc[eval]'): no scaling.png")
-    say(f"results: {log.path}; summary: {out / 'summary.json'}; this run took {elapsed:.0f}s")
+    say(
+        f"results: {log.path}; summary: {summary_path}; "
+        f"this run took {invocation['elapsed_s']:.0f}s for {invocation['work_items']} runs"
+    )
     missing = len(wanted) - sum(1 for row in rows if row_key(row) in wanted)
     if missing:
         say(f"{missing} rows are missing; run again with --resume to complete them")
@@ -204,7 +214,7 @@ def _title(config: dict[str, Any], problems: int) -> str:
         if not config["dataset"].startswith("hf:")
         else config["dataset"]
     )
-    return f"{name} ({problems} problems), {config['model']}, prm={config['prm']}"
+    return f"{name}, {problems} problems\n{config['model']}, verifier: {config['prm']}"
 
 
 def say(text: str) -> None:

@@ -22,7 +22,7 @@ def plot_scaling(
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=120)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     strategies = [s for s in dict.fromkeys(p["strategy"] for p in points) if s != "greedy"]
     budgets = sorted({p["n"] for p in points})
@@ -46,14 +46,16 @@ def plot_scaling(
                 linewidth=1.2,
                 label=f"greedy ({100 * p['accuracy']['naive']:.1f}%)",
             )
+    values = [100 * p["accuracy"][m] for p in points for m in SELECTIONS]
+    ax.set_ylim(0, min(100, max([10.0, *values]) + 5))
     ax.set_xscale("log", base=2)
     if budgets:
         ax.set_xticks(budgets, [str(b) for b in budgets])
     ax.set_xlabel("budget N (samples / beams / chains)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -65,7 +65,9 @@ def test_eval_writes_results_summary_table_and_plot(tmp_path, dataset, fake_engi
     assert cli.main([*argv, "--resume"]) == 0 and fake_engine == [4]
     assert cli.main([*argv[:-2], "--limit", "3", "--resume"]) == 0 and fake_engine == [4, 2]
     assert len((out / "results.jsonl").read_text().splitlines()) == 3 * 3
-    assert json.loads((out / "summary.json").read_text())["problems"] == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problems"] == 3
+    assert [i["work_items"] for i in summary["invocations"]] == [4, 0, 2]
 
     # changed sampling settings cannot be mixed into the same results
     assert cli.main([*argv, "--resume", "--temperature", "0.5"]) == 1
