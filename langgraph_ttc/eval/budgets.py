@@ -49,6 +49,10 @@ def width_for(budget: int, beam_width: int) -> int:
 def plan_runs(strategies: Iterable[str], budgets: Sequence[int], beam_width: int) -> list[RunSpec]:
     """The runs that produce every (strategy, budget) point; greedy has the single budget 1."""
     budgets = sorted(set(budgets))
+    if not budgets or budgets[0] < 1:
+        raise ValueError(f"budgets must be positive integers, got {budgets}")
+    if not isinstance(beam_width, int) or beam_width < 1:
+        raise ValueError(f"beam width must be a positive integer, got {beam_width!r}")
     specs: list[RunSpec] = []
     for strategy in dict.fromkeys(strategies):
         if strategy == "greedy":

@@ -127,6 +127,9 @@ async def run_command(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     config = run_config(args, strategies, budgets)
+    policy, prm = make_backends(args)  # cheap: the engine starts only if there is work
+    settings = StrategySettings(**config["settings"])
+    graphs = {spec.key: build_graph(spec, policy, prm, settings) for spec in specs}  # validates
     log = prepare_out_dir(args.out, config, args.resume)
     rows = log.repair()  # drops a torn last line left by a killed run
     work = pending_work(problems, specs, done_keys(rows))
@@ -135,31 +138,37 @@ async def run_command(args: argparse.Namespace) -> int:
         f"({', '.join(s.key for s in specs)}): {len(work)} to do"
         + (f", {len(problems) * len(specs) - len(work)} already in {log.path}" if rows else "")
     )
-    started = time.perf_counter()
-    if work:
-        await _run_on_engine(args, specs, work, log)
-    invocation = {
+    invocation: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "work_items": len(work),
-        "elapsed_s": round(time.perf_counter() - started, 1),  # engine start included
     }
+    started = time.perf_counter()
+    if work:
+        await _run_on_engine(policy, graphs, work, log, args)
+    invocation["elapsed_s"] = round(time.perf_counter() - started, 1)  # engine start included
     return report(args.out, problems, specs, log, config, invocation)
 
 
-async def _run_on_engine(
-    args: argparse.Namespace, specs: list[RunSpec], work: list[Any], log: ResultsLog
-) -> None:
-    from langgraph_ttc.policies import PolicyError, VLLMPolicy
+def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The policy (engine not started yet) and the verifier the options name."""
+    from langgraph_ttc.policies import VLLMPolicy
     from langgraph_ttc.verifiers import ArithmeticVerifier
 
     prm = ArithmeticVerifier() if args.prm == "arithmetic" else None
-    policy = VLLMPolicy(args.model)
-    settings = StrategySettings(**run_config(args, [], [])["settings"])
-    graphs = {spec.key: build_graph(spec, policy, prm, settings) for spec in specs}  # validates
+    return VLLMPolicy(args.model), prm
+
+
+async def _run_on_engine(
+    policy: Any, graphs: dict[str, Any], work: list[Any], log: ResultsLog, args: argparse.Namespace
+) -> None:
+    from langgraph_ttc.policies import PolicyError
+
+    start = getattr(policy, "start", None)
     try:
-        say("starting the vLLM engine (about a minute on a laptop CPU)...")
-        await policy.start()
-        say(f"engine ready in {policy.startup_seconds:.0f}s; concurrency {args.concurrency}")
+        if start is not None:
+            say("starting the vLLM engine (about a minute on a laptop CPU)...")
+            await start()
+            say(f"engine ready in {policy.startup_seconds:.0f}s; concurrency {args.concurrency}")
         await run_eval(
             work,
             graphs,
@@ -170,7 +179,9 @@ async def _run_on_engine(
             progress=not args.no_progress,
         )
     finally:
-        policy.shutdown()
+        shutdown = getattr(policy, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def report(

@@ -6,8 +6,6 @@ import pytest
 
 from langgraph_ttc import cli
 from langgraph_ttc.eval import command
-from langgraph_ttc.eval.graphs import build_graph
-from langgraph_ttc.eval.runner import run_eval
 from tests.fakes import KeywordPRM, cycling
 
 ROWS = [
@@ -26,25 +24,20 @@ def dataset(tmp_path):
 
 @pytest.fixture
 def fake_engine(monkeypatch):
-    """Replace the vLLM run with fakes: every sample answers 2, scored by a keyword PRM."""
-    calls = []
-
-    async def fake_run(args, specs, work, log):
-        calls.append(len(work))
-        settings = command.StrategySettings(**command.run_config(args, [], [])["settings"])
-        policy = cycling(["1 + 1 = 2 ok\n\n\\boxed{2}", "so 4\n\n\\boxed{4}"])
-        graphs = {s.key: build_graph(s, policy, KeywordPRM({"ok": 0.9}), settings) for s in specs}
-        await run_eval(work, graphs, log, concurrency=args.concurrency, progress=False)
-
-    monkeypatch.setattr(command, "_run_on_engine", fake_run)
-    return calls
+    """Replace vLLM with fakes: samples answer 2 or 4, scored by a keyword PRM; records runs."""
+    policy = cycling(["1 + 1 = 2 ok\n\n\\boxed{2}", "so 4\n\n\\boxed{4}"])
+    prm = KeywordPRM({"ok": 0.9})
+    monkeypatch.setattr(
+        command, "make_backends", lambda args: (policy, prm if args.prm != "none" else None)
+    )
+    return policy.calls
 
 
 def test_eval_writes_results_summary_table_and_plot(tmp_path, dataset, fake_engine, capsys):
     out = tmp_path / "out"
     argv = ["eval", "--dataset", str(dataset), "--n", "1,2", "--out", str(out), "--limit", "2"]
     assert cli.main(argv) == 0
-    assert fake_engine == [4]  # 2 problems x (greedy, best-of-N at N=2)
+    assert len(fake_engine) == 4  # 2 problems x (greedy, best-of-N once at N=2)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 3
     summary = json.loads((out / "summary.json").read_text())
@@ -62,8 +55,8 @@ def test_eval_writes_results_summary_table_and_plot(tmp_path, dataset, fake_engi
     # not start an engine; a larger --limit runs only the new problem
     assert cli.main(argv) == 1
     assert "--resume" in capsys.readouterr().err
-    assert cli.main([*argv, "--resume"]) == 0 and fake_engine == [4]
-    assert cli.main([*argv[:-2], "--limit", "3", "--resume"]) == 0 and fake_engine == [4, 2]
+    assert cli.main([*argv, "--resume"]) == 0 and len(fake_engine) == 4
+    assert cli.main([*argv[:-2], "--limit", "3", "--resume"]) == 0 and len(fake_engine) == 6
     assert len((out / "results.jsonl").read_text().splitlines()) == 3 * 3
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problems"] == 3
@@ -81,6 +74,9 @@ def test_eval_writes_results_summary_table_and_plot(tmp_path, dataset, fake_engi
         (["--concurrency", "0"], "--concurrency"),
         (["--dataset", "hf:HuggingFaceH4/MATH-500"], "hf:HuggingFaceH4/MATH-500"),
         (["--problem-field", "question"], "no 'question'"),
+        (["--beam-width", "0", "--strategy", "beam_search"], "beam width"),
+        (["--max-tokens", "0"], "max_tokens must be >= 1"),
+        (["--strategy", "dvts", "--prm", "none"], "guided by a verifier"),
     ],
 )
 def test_bad_options_fail_before_any_work(tmp_path, dataset, fake_engine, capsys, extra, message):
@@ -88,3 +84,4 @@ def test_bad_options_fail_before_any_work(tmp_path, dataset, fake_engine, capsys
     assert cli.main(argv) == 1
     assert message in capsys.readouterr().err
     assert fake_engine == []
+    assert not (tmp_path / "o" / "results.jsonl").exists()
