@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -233,4 +234,14 @@ def say(text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    return asyncio.run(run_command(args))
+    # `kill` (SIGTERM) unwinds like Ctrl-C, so the engine processes are shut down too; rows
+    # already written stay, and --resume continues.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return asyncio.run(run_command(args))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

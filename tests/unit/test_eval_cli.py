@@ -85,3 +85,24 @@ def test_bad_options_fail_before_any_work(tmp_path, dataset, fake_engine, capsys
     assert message in capsys.readouterr().err
     assert fake_engine == []
     assert not (tmp_path / "o" / "results.jsonl").exists()
+
+
+def test_sigterm_unwinds_like_ctrl_c_so_the_engine_is_shut_down(monkeypatch):
+    import asyncio
+    import os
+    import signal
+
+    cleaned = []
+
+    async def run_until_killed(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(10)
+        finally:
+            cleaned.append("engine shut down")  # where _run_on_engine calls policy.shutdown()
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(command, "run_command", run_until_killed)
+    assert cli.main(["eval", "--dataset", "d.jsonl", "--out", "o"]) == 130
+    assert cleaned == ["engine shut down"]
+    assert signal.getsignal(signal.SIGTERM) == before
