@@ -291,3 +291,14 @@ class VLLMPolicy:
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.shutdown()
+
+
+_SHARED: dict[str | None, VLLMPolicy] = {}
+
+
+def shared_policy(model: str | None = None) -> VLLMPolicy:
+    """One VLLMPolicy per model in this process, for entry points that several graphs import
+    (one engine serves them all). Creating it starts nothing; the engine starts on first use."""
+    if model not in _SHARED:
+        _SHARED[model] = VLLMPolicy(model)
+    return _SHARED[model]

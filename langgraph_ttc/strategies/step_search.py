@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from typing_extensions import TypedDict  # pydantic needs it for schemas on Python 3.11
 
 from langgraph_ttc.answers import extract_boxed
 from langgraph_ttc.selection import aggregate, split_steps
