@@ -217,9 +217,10 @@ class Progress:
             scores = ", ".join(f"{s:.2f}" for s in event["step_scores"])
             text = f"  score {event['id']}: {event['score']:.2f}  steps [{scores}]"
             # step searches score every beam every iteration: keep those on the status line
-            self.line(text) if event["strategy"] in ("best_of_n", "self_refine") else self.status(
-                text.strip()
-            )
+            if event["strategy"] in ("best_of_n", "self_refine"):
+                self.line(text)
+            else:
+                self.status(text.strip())
         elif kind == "prune":
             self.line(
                 f"  iteration {event['iteration']}: kept {event['kept']}, "
