@@ -98,22 +98,12 @@ def _prepare_models(args: argparse.Namespace) -> int:
 
 async def _solve(args: argparse.Namespace) -> int:
     from langgraph_ttc.policies import VLLMPolicy
-    from langgraph_ttc.strategies import create_best_of_n
     from langgraph_ttc.verifiers import ArithmeticVerifier
 
     prm = ArithmeticVerifier() if args.prm == "arithmetic" else None
     selection = args.selection or ("weighted" if prm else "majority")
     policy = VLLMPolicy(args.model)
-    graph = create_best_of_n(  # validates the settings before the engine starts
-        policy,
-        prm,
-        n=args.n,
-        selection=selection,
-        aggregation=args.aggregation,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-    )
+    graph = build_strategy(args, policy, prm, selection)  # validates before the engine starts
     progress = Progress(sys.stderr)
     try:
         progress.line("starting the vLLM engine (about a minute on a laptop CPU)...")
@@ -168,7 +158,7 @@ def build_strategy(args: argparse.Namespace, policy: Any, prm: Any, selection: s
     if args.strategy == "self_refine":
         return create_self_refine(policy, prm, chains=args.n, rounds=args.rounds, **common)
     if prm is None:
-        raise ValueError(f"{args.strategy} is guided by a verifier: pass --prm")
+        raise ValueError(f"{args.strategy} needs a prm to guide the search: pass --prm")
     search = {
         "n": args.n,
         "beam_width": args.beam_width,
