@@ -9,6 +9,7 @@ continuations reuse the same prompt bytes and hit the prefix cache.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import logging
 import os
@@ -195,6 +196,7 @@ class VLLMPolicy:
         except Exception as exc:
             raise PolicyError(f"could not start the vLLM engine for {model!r}: {exc}") from exc
         self._tokenizer = self._engine.get_tokenizer()
+        atexit.register(self.shutdown)  # don't leave an engine process behind
         self.startup_seconds = time.perf_counter() - started
         log.info("vLLM engine ready in %.1fs", self.startup_seconds)
 
@@ -285,6 +287,13 @@ class VLLMPolicy:
             )
             for i, final in enumerate(finals)
         ]
+
+    @property
+    def num_unfinished_requests(self) -> int:
+        """Requests the engine is still working on (0 when idle or not started)."""
+        if self._engine is None:
+            return 0
+        return int(self._engine.output_processor.get_num_unfinished_requests())
 
     def shutdown(self) -> None:
         """Stop the engine process; safe to call twice."""

@@ -84,3 +84,25 @@ async def test_bad_request_is_rejected_without_touching_the_engine(policy):
         await policy.generate([GenerationRequest(QUESTION, n=2, temperature=0.0)])
     (ok,) = await policy.generate([GenerationRequest(QUESTION, n=1, max_tokens=2, seed=0)])
     assert len(ok) == 1
+
+
+async def test_cancelling_a_run_aborts_its_engine_requests(policy):
+    import asyncio
+
+    from langgraph_ttc import create_best_of_n
+
+    graph = create_best_of_n(policy, None, n=4, selection="majority", max_tokens=1000)
+    task = asyncio.create_task(graph.ainvoke({"problem": "Write a long story about numbers."}))
+    for _ in range(100):  # wait until the engine is busy with it
+        await asyncio.sleep(0.1)
+        if policy.num_unfinished_requests:
+            break
+    assert policy.num_unfinished_requests == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(50):
+        if policy.num_unfinished_requests == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert policy.num_unfinished_requests == 0
