@@ -242,7 +242,7 @@ async def score_beams(
     (each beam's text, or its lookahead-extended text). A beam keeps the scores of its own steps;
     its ranking score aggregates every scored step, lookahead included."""
     steps = [split_steps(text, settings.step_delimiter) for text in texts]
-    scores, errors, calls = await score_solutions(prm, problem, steps)
+    scores, errors, calls = await score_solutions(prm, problem, steps, settings.prm_timeout)
     scored: list[Beam] = []
     for beam, row, error in zip(beams, scores, errors, strict=True):
         own_steps = len(split_steps(beam["text"], settings.step_delimiter))
