@@ -196,7 +196,10 @@ def create_beam_search(
 
     async def select_answer(state: BeamSearchState, config: RunnableConfig) -> dict[str, Any]:
         settings = settings_for(config)
-        ranked = sorted(state["completed"], key=lambda b: -b["score"])[: settings.n]
+        # the best n completed beams; solutions cut by the token budget only fill up the rest
+        ranked = sorted(
+            state["completed"], key=lambda b: (b["finish_reason"] != "stop", -b["score"])
+        )[: settings.n]
         if len(ranked) < settings.n:  # pad with the best unfinished beams (rare)
             ranked += sorted(state["active"], key=lambda b: -b["score"])[: settings.n - len(ranked)]
         candidates = beams_to_candidates(ranked, settings, answer_extractor)
