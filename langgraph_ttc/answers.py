@@ -9,6 +9,7 @@ a normalised string match as the fallback.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -110,6 +111,9 @@ def answers_equivalent(a: str | None, b: str | None, timeout: float = 5.0) -> bo
 
 
 _parse_lock = threading.Lock()
+# math-verify warns on every call that its (signal-based) timeouts are off; ours are in place.
+for _name in ("math_verify.parser", "math_verify.grader"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 
 def _math_verify_equal(gold: str, pred: str) -> bool:

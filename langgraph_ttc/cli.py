@@ -112,8 +112,7 @@ async def _solve(args: argparse.Namespace) -> int:
     prm = ArithmeticVerifier() if args.prm == "arithmetic" else None
     selection = args.selection or ("weighted" if prm else "majority")
     policy = VLLMPolicy(args.model)
-    # validates the settings before the engine starts
-    graph = build_strategy(args, policy, prm, selection)
+    graph = build_strategy(args, policy, prm, selection)  # validates before the engine starts
     progress = Progress(sys.stderr)
     try:
         progress.line("starting the vLLM engine (about a minute on a laptop CPU)...")
@@ -168,7 +167,7 @@ def build_strategy(args: argparse.Namespace, policy: Any, prm: Any, selection: s
     if args.strategy == "self_refine":
         return create_self_refine(policy, prm, chains=args.n, rounds=args.rounds, **common)
     if prm is None:
-        raise ValueError(f"{args.strategy} is guided by a verifier: pass --prm")
+        raise ValueError(f"{args.strategy} needs a prm to guide the search: pass --prm")
     search = {
         "n": args.n,
         "beam_width": args.beam_width,
@@ -217,9 +216,10 @@ class Progress:
             scores = ", ".join(f"{s:.2f}" for s in event["step_scores"])
             text = f"  score {event['id']}: {event['score']:.2f}  steps [{scores}]"
             # step searches score every beam every iteration: keep those on the status line
-            self.line(text) if event["strategy"] in ("best_of_n", "self_refine") else self.status(
-                text.strip()
-            )
+            if event["strategy"] in ("best_of_n", "self_refine"):
+                self.line(text)
+            else:
+                self.status(text.strip())
         elif kind == "prune":
             self.line(
                 f"  iteration {event['iteration']}: kept {event['kept']}, "

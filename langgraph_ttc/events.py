@@ -7,9 +7,10 @@ from a parent graph).
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired
 
 from langgraph.config import get_stream_writer
+from typing_extensions import TypedDict
 
 
 class CandidateEvent(TypedDict):

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, NotRequired, Protocol, TypedDict, runtime_checkable
+from typing import (
+    Annotated,
+    Any,
+    NotRequired,  # pydantic needs these on Python 3.11
+    Protocol,
+    runtime_checkable,
+)
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ continuations reuse the same prompt bytes and hit the prefix cache.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import logging
 import os
@@ -195,6 +196,7 @@ class VLLMPolicy:
         except Exception as exc:
             raise PolicyError(f"could not start the vLLM engine for {model!r}: {exc}") from exc
         self._tokenizer = self._engine.get_tokenizer()
+        atexit.register(self.shutdown)  # don't leave an engine process behind
         self.startup_seconds = time.perf_counter() - started
         log.info("vLLM engine ready in %.1fs", self.startup_seconds)
 
@@ -286,8 +288,26 @@ class VLLMPolicy:
             for i, final in enumerate(finals)
         ]
 
+    @property
+    def num_unfinished_requests(self) -> int:
+        """Requests the engine is still working on (0 when idle or not started)."""
+        if self._engine is None:
+            return 0
+        return int(self._engine.output_processor.get_num_unfinished_requests())
+
     def shutdown(self) -> None:
         """Stop the engine process; safe to call twice."""
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.shutdown()
+
+
+_SHARED: dict[str | None, VLLMPolicy] = {}
+
+
+def shared_policy(model: str | None = None) -> VLLMPolicy:
+    """One VLLMPolicy per model in this process, for entry points that several graphs import
+    (one engine serves them all). Creating it starts nothing; the engine starts on first use."""
+    if model not in _SHARED:
+        _SHARED[model] = VLLMPolicy(model)
+    return _SHARED[model]

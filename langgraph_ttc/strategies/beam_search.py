@@ -26,15 +26,12 @@ from langgraph_ttc.strategies.common import finish, make_candidate, resolve_prob
 from langgraph_ttc.strategies.step_search import (
     Beam,
     StepSearchSettings,
-    beam_event,
     check_recursion_limit,
     drop_duplicates,
     expand,
-    lookahead_texts,
     new_beam,
     recursion_limit,
-    score_beams,
-    score_event,
+    score_step,
     top_k,
 )
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyInput, StrategyOutput, StrategyState
@@ -138,7 +135,7 @@ def create_beam_search(
     async def expand_beams(state: BeamSearchState, config: RunnableConfig) -> dict[str, Any]:
         settings = settings_for(config)
         survivors = state["active"]
-        children, tokens = await expand(
+        children, usage = await expand(
             policy,
             state["problem"],
             survivors,
@@ -146,34 +143,26 @@ def create_beam_search(
             settings,
             iteration=state["iteration"],
             next_id=state["next_id"],
+            strategy=STRATEGY,
         )
-        for child in children:
-            emit(beam_event(child, STRATEGY, state["iteration"]))
-        return {
-            "active": children,
-            "next_id": state["next_id"] + len(children),
-            "usage": {"policy_tokens": tokens, "policy_calls": 1},
-        }
+        return {"active": children, "next_id": state["next_id"] + len(children), "usage": usage}
 
     async def score(state: BeamSearchState, config: RunnableConfig) -> dict[str, Any]:
         settings = settings_for(config)
-        beams = state["active"]
-        texts, look_tokens, look_calls = await lookahead_texts(
-            policy, state["problem"], beams, settings
+        scored, usage = await score_step(
+            policy,
+            prm,
+            state["problem"],
+            state["active"],
+            settings,
+            strategy=STRATEGY,
+            iteration=state["iteration"],
         )
-        scored, prm_calls, errors = await score_beams(prm, state["problem"], beams, texts, settings)
-        for beam in scored:
-            emit(score_event(beam, STRATEGY, state["iteration"]))
         finished = [b for b in scored if b["finish_reason"] is not None]
         return {
             "active": [b for b in scored if b["finish_reason"] is None],
             "completed": state["completed"] + finished,
-            "usage": {
-                "policy_tokens": look_tokens,
-                "policy_calls": look_calls,
-                "prm_calls": prm_calls,
-                "errors": errors,
-            },
+            "usage": usage,
         }
 
     async def prune(state: BeamSearchState, config: RunnableConfig) -> dict[str, Any]:
@@ -207,7 +196,10 @@ def create_beam_search(
 
     async def select_answer(state: BeamSearchState, config: RunnableConfig) -> dict[str, Any]:
         settings = settings_for(config)
-        ranked = sorted(state["completed"], key=lambda b: -b["score"])[: settings.n]
+        # the best n completed beams; solutions cut by the token budget only fill up the rest
+        ranked = sorted(
+            state["completed"], key=lambda b: (b["finish_reason"] != "stop", -b["score"])
+        )[: settings.n]
         if len(ranked) < settings.n:  # pad with the best unfinished beams (rare)
             ranked += sorted(state["active"], key=lambda b: -b["score"])[: settings.n - len(ranked)]
         candidates = beams_to_candidates(ranked, settings, answer_extractor)

@@ -120,7 +120,9 @@ def create_best_of_n(
         steps = [split_steps(s["text"], settings.step_delimiter) for s in state["samples"]]
         if prm is None:
             return {"step_scores": [[] for _ in steps], "score_errors": [None] * len(steps)}
-        scores, errors, calls = await score_solutions(prm, state["problem"], steps)
+        scores, errors, calls = await score_solutions(
+            prm, state["problem"], steps, settings.prm_timeout
+        )
         for i, row in enumerate(scores):
             emit(
                 {

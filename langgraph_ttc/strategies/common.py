@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -44,6 +45,7 @@ class SamplingSettings:
     aggregation: str = "last"
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     step_delimiter: str = DEFAULT_STEP_DELIMITER
+    prm_timeout: float | None = 120.0  # seconds per PRM call; a hung verifier fails its batch
     aliases: ClassVar[dict[str, str]] = {}  # other names accepted in config["configurable"]
 
     def validate(self, *, needs_prm: bool = False, has_prm: bool = True) -> SamplingSettings:
@@ -61,6 +63,8 @@ class SamplingSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.prm_timeout is not None and self.prm_timeout <= 0:
+            raise ValueError(f"prm_timeout must be > 0 seconds or None, got {self.prm_timeout}")
         if not self.step_delimiter:
             raise ValueError("step_delimiter must be a non-empty string")
         validate_choice("selection", self.selection, SELECTIONS)
@@ -110,12 +114,14 @@ async def score_solutions(
     prm: PRM,
     problem: str,
     steps_per_candidate: Sequence[Sequence[str]],
+    call_timeout: float | None = None,
 ) -> tuple[list[list[float]], list[str | None], int]:
     """Score candidates with one batched PRM call, isolating failures.
 
     If the batch fails, each candidate is retried alone so one bad candidate costs only its own
-    score. Returns (step scores, error per candidate or None, number of PRM calls made).
-    Candidates without steps are not sent (they score no steps).
+    score. A call that takes over `call_timeout` seconds counts as failed. Returns (step scores,
+    error per candidate or None, number of PRM calls made). Candidates without steps are not
+    sent (they score no steps).
     """
     to_score = [i for i, steps in enumerate(steps_per_candidate) if steps]
     scores: list[list[float]] = [[] for _ in steps_per_candidate]
@@ -124,7 +130,9 @@ async def score_solutions(
         return scores, errors, 0
     calls = 1
     try:
-        batch = await prm.score(problem, [steps_per_candidate[i] for i in to_score])
+        batch = await asyncio.wait_for(
+            prm.score(problem, [steps_per_candidate[i] for i in to_score]), call_timeout
+        )
         _check_scores(batch, [len(steps_per_candidate[i]) for i in to_score])
         for i, row in zip(to_score, batch, strict=True):
             scores[i] = [float(s) for s in row]
@@ -134,11 +142,14 @@ async def score_solutions(
     for i in to_score:
         calls += 1
         try:
-            (row,) = await prm.score(problem, [steps_per_candidate[i]])
+            (row,) = await asyncio.wait_for(
+                prm.score(problem, [steps_per_candidate[i]]), call_timeout
+            )
             _check_scores([row], [len(steps_per_candidate[i])])
             scores[i] = [float(s) for s in row]
         except Exception as error:
-            errors[i] = f"PRM failed on candidate {i}: {type(error).__name__}: {error}"
+            reason = "timed out" if isinstance(error, TimeoutError) else str(error)
+            errors[i] = f"PRM failed on candidate {i}: {type(error).__name__}: {reason}"
     return scores, errors, calls
 
 

@@ -30,17 +30,21 @@ from langgraph_ttc.strategies.common import finish, resolve_problem
 from langgraph_ttc.strategies.step_search import (
     Beam,
     StepSearchSettings,
-    beam_event,
     check_recursion_limit,
     expand,
-    lookahead_texts,
     new_beam,
     recursion_limit,
-    score_beams,
-    score_event,
+    score_step,
     top_k,
 )
-from langgraph_ttc.types import PRM, Policy, StrategyInput, StrategyOutput, StrategyState
+from langgraph_ttc.types import (
+    PRM,
+    Policy,
+    StrategyInput,
+    StrategyOutput,
+    StrategyState,
+    merge_usage,
+)
 
 STRATEGY = "dvts"
 
@@ -113,7 +117,7 @@ def create_dvts(
     async def expand_subtrees(state: DVTSState, config: RunnableConfig) -> dict[str, Any]:
         settings = settings_for(config)
         nodes = state["current"]
-        children, tokens = await expand(
+        children, usage = await expand(
             policy,
             state["problem"],
             nodes,
@@ -121,35 +125,21 @@ def create_dvts(
             settings,
             iteration=state["iteration"],
             next_id=state["next_id"],
+            strategy=STRATEGY,
         )
-        for child in children:
-            emit(beam_event(child, STRATEGY, state["iteration"]))
-        return {
-            "children": children,
-            "next_id": state["next_id"] + len(children),
-            "usage": {"policy_tokens": tokens, "policy_calls": 1},
-        }
+        return {"children": children, "next_id": state["next_id"] + len(children), "usage": usage}
 
     async def score(state: DVTSState, config: RunnableConfig) -> dict[str, Any]:
-        settings = settings_for(config)
-        children = state["children"]
-        texts, look_tokens, look_calls = await lookahead_texts(
-            policy, state["problem"], children, settings
+        scored, usage = await score_step(
+            policy,
+            prm,
+            state["problem"],
+            state["children"],
+            settings_for(config),
+            strategy=STRATEGY,
+            iteration=state["iteration"],
         )
-        scored, prm_calls, errors = await score_beams(
-            prm, state["problem"], children, texts, settings
-        )
-        for child in scored:
-            emit(score_event(child, STRATEGY, state["iteration"]))
-        return {
-            "children": scored,
-            "usage": {
-                "policy_tokens": look_tokens,
-                "policy_calls": look_calls,
-                "prm_calls": prm_calls,
-                "errors": errors,
-            },
-        }
+        return {"children": scored, "usage": usage}
 
     async def choose(state: DVTSState, config: RunnableConfig) -> dict[str, Any]:
         """Greedy within each subtree: move to the best child, or close the subtree."""
@@ -192,7 +182,7 @@ def create_dvts(
         open_beams += state["current"]
         if not open_beams:
             return {"leaves": done}
-        finished, tokens = await expand(
+        finished, expand_usage = await expand(
             policy,
             state["problem"],
             open_beams,
@@ -200,27 +190,22 @@ def create_dvts(
             settings,
             iteration=state["iteration"],
             next_id=state["next_id"],
+            strategy=STRATEGY,
             final=True,
         )
-        # keep the ids of the beams being finished so events and candidates line up
-        finished = [
-            {**f, "id": b["id"], "parent": b["parent"]}  # type: ignore[typeddict-item]
-            for f, b in zip(finished, open_beams, strict=True)
-        ]
-        scored, prm_calls, errors = await score_beams(
-            prm, state["problem"], finished, [f["text"] for f in finished], settings
+        scored, score_usage = await score_step(
+            policy,
+            prm,
+            state["problem"],
+            finished,
+            settings,
+            strategy=STRATEGY,
+            iteration=state["iteration"],
         )
-        for beam in scored:
-            emit(beam_event(beam, STRATEGY, state["iteration"]))
-            emit(score_event(beam, STRATEGY, state["iteration"]))
         return {
             "leaves": done + scored,
-            "usage": {
-                "policy_tokens": tokens,
-                "policy_calls": 1,
-                "prm_calls": prm_calls,
-                "errors": errors,
-            },
+            "next_id": state["next_id"] + len(finished),
+            "usage": merge_usage(expand_usage, score_usage),
         }
 
     async def select_answer(state: DVTSState, config: RunnableConfig) -> dict[str, Any]:

@@ -180,7 +180,9 @@ def create_self_refine(
         if prm is None:
             return {}
         steps = [split_steps(versions[i]["text"], settings.step_delimiter) for i in latest]
-        scores, errors, calls = await score_solutions(prm, state["problem"], steps)
+        scores, errors, calls = await score_solutions(
+            prm, state["problem"], steps, settings.prm_timeout
+        )
         for i, row, error in zip(latest, scores, errors, strict=True):
             versions[i] = {**versions[i], "step_scores": row, "error": error}
             emit(

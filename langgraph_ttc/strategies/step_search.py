@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypedDict
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from typing_extensions import TypedDict  # pydantic needs it for schemas on Python 3.11
 
 from langgraph_ttc.answers import extract_boxed
+from langgraph_ttc.events import emit
 from langgraph_ttc.selection import aggregate, split_steps
 from langgraph_ttc.strategies.common import SamplingSettings, chat_messages, score_solutions
 from langgraph_ttc.types import PRM, Completion, GenerationRequest, Policy
@@ -166,11 +168,13 @@ async def expand(
     *,
     iteration: int,
     next_id: int,
+    strategy: str,
     final: bool | None = None,
-) -> tuple[list[Beam], int]:
+) -> tuple[list[Beam], dict[str, Any]]:
     """Sample `copies[i]` next steps of every `parents[i]` in ONE policy call (a request with
-    n=copies per parent, so the engine shares each prompt). Returns the children and tokens.
-    `final` (default: the last iteration) samples the rest of each solution instead of a step."""
+    n=copies per parent, so the engine shares each prompt), emitting a "candidate" event per
+    child. Returns the children and the usage. `final` (default: the last iteration) samples
+    the rest of each solution instead of one step."""
     if final is None:
         final = iteration >= settings.max_iterations - 1
     requests, slot = [], 0
@@ -192,10 +196,12 @@ async def expand(
     tokens = 0
     for parent, completions in zip(parents, results, strict=True):
         for completion in completions:
-            children.append(extend(parent, next_id, completion, settings, final=final))
+            child = extend(parent, next_id, completion, settings, final=final)
+            emit(beam_event(child, strategy, iteration))
+            children.append(child)
             tokens += completion.num_tokens
             next_id += 1
-    return children, tokens
+    return children, {"policy_tokens": tokens, "policy_calls": 1}
 
 
 async def lookahead_texts(
@@ -237,7 +243,7 @@ async def score_beams(
     (each beam's text, or its lookahead-extended text). A beam keeps the scores of its own steps;
     its ranking score aggregates every scored step, lookahead included."""
     steps = [split_steps(text, settings.step_delimiter) for text in texts]
-    scores, errors, calls = await score_solutions(prm, problem, steps)
+    scores, errors, calls = await score_solutions(prm, problem, steps, settings.prm_timeout)
     scored: list[Beam] = []
     for beam, row, error in zip(beams, scores, errors, strict=True):
         own_steps = len(split_steps(beam["text"], settings.step_delimiter))
@@ -250,6 +256,31 @@ async def score_beams(
             }
         )
     return scored, calls, [e for e in errors if e]
+
+
+async def score_step(
+    policy: Policy,
+    prm: PRM,
+    problem: str,
+    beams: Sequence[Beam],
+    settings: StepSearchSettings,
+    *,
+    strategy: str,
+    iteration: int,
+) -> tuple[list[Beam], dict[str, Any]]:
+    """Score beams (after lookahead rollouts when enabled) in one PRM call, emitting a "score"
+    event per beam. Returns the scored beams and the usage (rollouts included)."""
+    texts, rollout_tokens, rollout_calls = await lookahead_texts(policy, problem, beams, settings)
+    scored, prm_calls, errors = await score_beams(prm, problem, beams, texts, settings)
+    for beam in scored:
+        emit(score_event(beam, strategy, iteration))
+    usage = {
+        "policy_tokens": rollout_tokens,
+        "policy_calls": rollout_calls,
+        "prm_calls": prm_calls,
+        "errors": errors,
+    }
+    return scored, usage
 
 
 def drop_duplicates(beams: Sequence[Beam]) -> tuple[list[Beam], list[Beam]]:

@@ -38,14 +38,18 @@ async def test_stop_string_is_kept_and_reported(policy):
 
 
 async def test_continuation_appends_prefix_verbatim(policy):
-    prefix = "12 + 7 ="
-    request = GenerationRequest(QUESTION, prefix=prefix, n=1, max_tokens=8, temperature=0.0)
-    rendered = policy.render_prompt(request)
-    assert rendered.endswith("<|im_start|>assistant\n" + prefix)
-    (samples,) = await policy.generate([request])
-    # greedy SmolLM2 answers this one right once the equation is started for it
-    assert samples[0].text.lstrip().startswith("19"), samples[0].text
-    assert not samples[0].text.startswith(prefix)
+    greedy = dict(n=1, temperature=0.0)
+    (full,) = await policy.generate([GenerationRequest(QUESTION, max_tokens=40, **greedy)])
+    text = full[0].text
+    cut = text.index("\n") + 1 if "\n" in text[:-1] else len(text) // 2
+    prefix = text[:cut]
+    request = GenerationRequest(QUESTION, prefix=prefix, max_tokens=8, **greedy)
+    assert policy.render_prompt(request).endswith("<|im_start|>assistant\n" + prefix)
+    (continued,) = await policy.generate([request])
+    # greedy continuation of a prefix of the greedy answer is the rest of that answer, and the
+    # returned text is the continuation only (the prefix is not repeated)
+    assert text[cut:].startswith(continued[0].text[:12]), (prefix, continued[0].text, text)
+    assert continued[0].text and not continued[0].text.startswith(prefix)
 
 
 async def test_seeds_reproduce_and_differ(policy):
@@ -80,3 +84,25 @@ async def test_bad_request_is_rejected_without_touching_the_engine(policy):
         await policy.generate([GenerationRequest(QUESTION, n=2, temperature=0.0)])
     (ok,) = await policy.generate([GenerationRequest(QUESTION, n=1, max_tokens=2, seed=0)])
     assert len(ok) == 1
+
+
+async def test_cancelling_a_run_aborts_its_engine_requests(policy):
+    import asyncio
+
+    from langgraph_ttc import create_best_of_n
+
+    graph = create_best_of_n(policy, None, n=4, selection="majority", max_tokens=1000)
+    task = asyncio.create_task(graph.ainvoke({"problem": "Write a long story about numbers."}))
+    for _ in range(100):  # wait until the engine is busy with it
+        await asyncio.sleep(0.1)
+        if policy.num_unfinished_requests:
+            break
+    assert policy.num_unfinished_requests == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(50):
+        if policy.num_unfinished_requests == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert policy.num_unfinished_requests == 0

@@ -179,6 +179,29 @@ async def test_graph_carries_an_explicit_recursion_limit():
     assert graph.config["recursion_limit"] == 31
 
 
+async def test_truncated_solutions_rank_below_finished_ones():
+    # sample 0 rambles past the whole-solution budget (high PRM score); sample 1 finishes
+    def script(request, i):
+        if request.prefix == "":
+            return ("ramble " * 30 + "\n\n") if i == 0 else "short\n\n"
+        return "ramble more\n\n" if "ramble" in request.prefix else "\\boxed{1}"
+
+    prm = KeywordPRM({"ramble": 0.99, "short": 0.5, "boxed": 0.5})
+    graph = create_beam_search(
+        ScriptedPolicy(script),
+        prm,
+        n=2,
+        beam_width=1,
+        max_tokens=20,
+        filter_duplicates=False,
+        seed=0,
+        selection="naive",
+    )
+    out, _ = await run(graph)
+    assert out["candidates"][0]["finish_reason"] == "stop"
+    assert out["answer"] == "1"
+
+
 async def test_max_tokens_bounds_the_whole_solution():
     # every step is 8 words (tokens for the fake): with 20 tokens for the whole solution, the
     # third step may use only the 4 left (duplicates leave one request per iteration)

@@ -207,3 +207,17 @@ async def test_state_round_trips_through_a_checkpointer(monkeypatch):
     again = await graph.ainvoke({"problem": "p"}, config)
     assert out["answer"] == again["answer"] == "2"
     assert again["usage"]["policy_calls"] == 1  # usage resets per run, not per thread
+
+
+async def test_hung_prm_times_out_without_losing_candidates():
+    import asyncio
+
+    class HungPRM:
+        async def score(self, problem, solutions):
+            await asyncio.sleep(60)
+
+    graph = create_best_of_n(cycling(SOLUTIONS), HungPRM(), n=2)
+    out = await graph.ainvoke({"problem": "p"}, {"configurable": {"prm_timeout": 0.05}})
+    assert len(out["candidates"]) == 2
+    assert all("timed out" in c["error"] for c in out["candidates"])
+    assert out["answer"] is not None
