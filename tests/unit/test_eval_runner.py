@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 
 import pytest
 
@@ -17,8 +18,7 @@ PROBLEMS = [Problem(str(i), f"What is {i} + {i}?", str(2 * i)) for i in range(1,
 
 def solver(request, i):
     """Greedy and sample 0 get it right; other samples write a wrong answer, scored low."""
-    problem = request.messages[-1]["content"]
-    a = int(problem.split()[2])
+    a = int(re.search(r"What is (\d+) \+", request.messages[-1]["content"]).group(1))
     if request.temperature == 0 or i % 2 == 0:
         return f"{a} + {a} = {2 * a} right\n\n\\boxed{{{2 * a}}}"
     return f"{a} + {a} = {2 * a + 1} wrong\n\n\\boxed{{{2 * a + 1}}}"
@@ -135,8 +135,8 @@ async def test_pending_work_asks_only_for_missing_budgets():
     assert [(w.problem.id, w.budgets) for w in work] == [("1", (4,)), ("2", (1, 2))]
 
 
-async def test_step_searches_run_through_the_harness(tmp_path):
-    specs = plan_runs(["beam_search", "dvts"], [1, 2], beam_width=2)
+async def test_search_and_refinement_strategies_run_through_the_harness(tmp_path):
+    specs = plan_runs(["beam_search", "dvts", "self_refine"], [1, 2], beam_width=2)
     policy = SlowPolicy(solver, delay=0)
     log = ResultsLog(tmp_path / "results.jsonl")
     await run_eval(
@@ -148,6 +148,12 @@ async def test_step_searches_run_through_the_harness(tmp_path):
     )
     rows, _ = log.read()
     assert sorted((r["strategy"], r["budget"], r["id"]) for r in rows) == [
-        (s, k, p) for s in ("beam_search", "dvts") for k in (1, 2) for p in ("1", "2")
+        (s, k, p)
+        for s in ("beam_search", "dvts", "self_refine")
+        for k in (1, 2)
+        for p in ("1", "2")
     ]
+    refined = [r for r in rows if r["strategy"] == "self_refine"]
+    # every version of every chain is a candidate: chains x (1 draft + 2 revisions)
+    assert sorted(len(r["candidates"]) for r in refined) == [3, 3, 6, 6]
     assert all(r["error"] is None and r["candidates"] for r in rows), json.dumps(rows)[:500]
