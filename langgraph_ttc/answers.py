@@ -13,6 +13,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from fractions import Fraction
 
 AnswerExtractor = Callable[[str], str | None]
 
@@ -75,6 +76,18 @@ def normalize_answer(answer: str) -> str:
     return text
 
 
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+
+
+def _as_number(text: str) -> Fraction | None:
+    if not _PLAIN_NUMBER.fullmatch(text):
+        return None
+    try:
+        return Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
 _VERIFY_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="ttc-verify")
 
 
@@ -91,8 +104,12 @@ def grade(prediction: str | None, reference: str, timeout: float = 5.0) -> bool:
     """
     if prediction is None:
         return False
-    if normalize_answer(prediction) == normalize_answer(reference):
+    predicted, expected = normalize_answer(prediction), normalize_answer(reference)
+    if predicted == expected:
         return True
+    numbers = _as_number(predicted), _as_number(expected)
+    if None not in numbers:  # plain numbers: exact comparison, no need for a symbolic parser
+        return numbers[0] == numbers[1]
     future = _VERIFY_POOL.submit(_math_verify_equal, reference, prediction)
     try:
         return future.result(timeout=timeout)

@@ -84,8 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _configure_logging(verbose: bool) -> None:
     if not verbose:
+        # Engine processes inherit these: keep their start-up chatter off the terminal.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+        logging.getLogger("vllm").setLevel(logging.ERROR)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

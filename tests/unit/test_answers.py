@@ -77,3 +77,13 @@ def test_normalize_answer_strips_formatting():
 def test_grade_treats_missing_prediction_as_wrong():
     assert grade(None, "3") is False
     assert grade("3", "3") is True
+
+
+def test_plain_numbers_compare_exactly_without_math_verify(monkeypatch):
+    import langgraph_ttc.answers as answers
+
+    def boom(*args):
+        raise AssertionError("math-verify should not be needed for plain numbers")
+
+    monkeypatch.setattr(answers, "_math_verify_equal", boom)
+    assert grade("0.50", "1/2") and grade("-3", "-3.0") and not grade("19", "9")
