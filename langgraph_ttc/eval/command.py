@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 import time
 from dataclasses import asdict
@@ -234,14 +233,6 @@ def say(text: str) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    # `kill` (SIGTERM) unwinds like Ctrl-C, so the engine processes are shut down too; rows
-    # already written stay, and --resume continues.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        return asyncio.run(run_command(args))
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+    # A kill (SIGTERM, see cli.main) unwinds like Ctrl-C: rows already written stay and
+    # --resume continues.
+    return asyncio.run(run_command(args))
