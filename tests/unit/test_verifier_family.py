@@ -276,3 +276,35 @@ def test_cli_accepts_any_prm_spec():
 
     args = build_parser().parse_args(["solve", "Q", "--prm", "math-shepherd:/m"])
     assert args.prm == "math-shepherd:/m"
+
+
+def test_close_prm_stops_only_engines_the_verifier_owns():
+    class Stoppable:
+        stopped = 0
+
+        def shutdown(self):
+            self.stopped += 1
+
+    from langgraph_ttc.verifiers import close_prm
+
+    shared, owned = Stoppable(), Stoppable()
+    close_prm(LLMJudgePRM(shared))
+    close_prm(LLMJudgePRM(owned, owns_policy=True))
+    close_prm(None)
+    close_prm(ArithmeticVerifier())
+    assert (shared.stopped, owned.stopped) == (0, 1)
+
+
+async def test_strategies_run_with_an_ensemble_of_judge_and_arithmetic():
+    from langgraph_ttc import create_best_of_n
+    from tests.fakes import cycling
+
+    right = "We add 12 + 7 = 19.\n\nSo \\boxed{19}."
+    wrong = "We add 12 + 7 = 20.\n\nSo \\boxed{20}."
+    policy = cycling([wrong, right, wrong])
+    judge = LLMJudgePRM(LogprobPolicy(lambda text: 0.9 if "19" in text else 0.1))
+    prm = EnsemblePRM([(ArithmeticVerifier(), 1.0), (judge, 1.0)], running="min")
+    graph = create_best_of_n(policy, prm, n=3, selection="naive")
+    out = await graph.ainvoke({"problem": "What is 12 + 7?"})
+    assert out["answer"] == "19"
+    assert all(len(c["step_scores"]) == 2 for c in out["candidates"])
