@@ -87,7 +87,7 @@ async def beam_cache(prm: TokenProbPRM, iterations: int = 6) -> dict[str, Any]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--block-size", type=int, default=None, help="KV block size (CPU: 128)")
+    parser.add_argument("--block-size", type=int, default=None, help="KV block size (PRM: 32)")
     parser.add_argument("--skip-pooling", action="store_true")
     args = parser.parse_args()
     results: dict[str, Any] = {}
@@ -116,7 +116,7 @@ async def main() -> None:
     )
     try:
         await prm.start()
-        key = f"token_prob_rlhflow_smollm2_block{args.block_size or 'default'}"
+        key = f"token_prob_rlhflow_smollm2_block{args.block_size or 32}"
         results[key] = {
             "startup_s": round(prm.handle.startup_seconds or 0, 1),
             **await throughput(prm, args.rounds),

@@ -157,7 +157,11 @@ class TokenProbPRM:
         self.name = format
         self._label_ids = label_token_ids
         self.max_concurrency = max_concurrency
-        self.handle = EngineHandle(model, settings=settings, engine_from=engine_from)
+        # An own engine on CPU gets 32-token KV blocks: growing beam prefixes then hit the
+        # prefix cache 89% of the time instead of 54% with the default 128 (bench/).
+        self.handle = EngineHandle(
+            model, settings=settings, engine_from=engine_from, cpu_block_size=32
+        )
         self._limit: asyncio.Semaphore | None = None
         self.prompt_tokens = 0
         self.cached_tokens = 0
