@@ -147,6 +147,17 @@ class EngineHandle:
             if self.engine is None:
                 await asyncio.to_thread(self._start)
 
+    def build_args(self, model: str, on_cpu: bool) -> dict[str, Any]:
+        """`AsyncEngineArgs` keywords: `VLLMPolicy`'s `build_engine_args` plus runner, block
+        size and the extra arguments (pure: easy to inspect and test)."""
+        args = build_engine_args(model, self.settings, on_cpu)
+        if self.runner != "generate":
+            args["runner"] = self.runner
+        if on_cpu and self.cpu_block_size and "block_size" not in args:
+            args["block_size"] = self.cpu_block_size
+        args.update(self.engine_args)
+        return args
+
     def _start(self) -> None:
         try:
             from vllm import AsyncEngineArgs
@@ -158,12 +169,7 @@ class EngineHandle:
         if on_cpu:
             for key, value in cpu_environment().items():
                 os.environ.setdefault(key, value)
-        args = build_engine_args(model, self.settings, on_cpu)
-        if self.runner != "generate":
-            args["runner"] = self.runner
-        if on_cpu and self.cpu_block_size and "block_size" not in args:
-            args["block_size"] = self.cpu_block_size
-        args.update(self.engine_args)
+        args = self.build_args(model, on_cpu)
         log.info("starting vLLM %s engine for a PRM: %s", self.runner, args)
         started = time.perf_counter()
         try:
