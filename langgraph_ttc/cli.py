@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 STRATEGIES = ("best_of_n", "beam_search", "dvts", "self_refine")
-PRMS = ("arithmetic", "none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Hugging Face id or local path (default: embedded SmolLM2-135M)",
     )
-    solve.add_argument("--prm", choices=PRMS, default="arithmetic", help="verifier")
+    solve.add_argument(
+        "--prm",
+        default="arithmetic",
+        help="verifier: arithmetic | none | judge[:PATH] | pooling:PATH | rlhflow[:PATH] | "
+        "math-shepherd[:PATH] (no PATH: share the policy model's engine)",
+    )
     solve.add_argument("--seed", type=int, default=0)
     solve.add_argument("--temperature", type=float, default=0.8)
     solve.add_argument("--max-tokens", type=int, default=512)
@@ -119,11 +123,11 @@ def _prepare_models(args: argparse.Namespace) -> int:
 
 async def _solve(args: argparse.Namespace) -> int:
     from langgraph_ttc.policies import VLLMPolicy
-    from langgraph_ttc.verifiers import ArithmeticVerifier
+    from langgraph_ttc.verifiers import build_prm, close_prm
 
-    prm = ArithmeticVerifier() if args.prm == "arithmetic" else None
-    selection = args.selection or ("weighted" if prm else "majority")
     policy = VLLMPolicy(args.model)
+    prm = build_prm(args.prm, policy)
+    selection = args.selection or ("weighted" if prm else "majority")
     graph = build_strategy(args, policy, prm, selection)  # validates before the engine starts
     progress = Progress(sys.stderr)
     try:
@@ -144,6 +148,7 @@ async def _solve(args: argparse.Namespace) -> int:
                 output = chunk
         elapsed = time.perf_counter() - started
     finally:
+        close_prm(prm)
         policy.shutdown()
     result = {k: output.get(k) for k in ("answer", "solution", "candidates", "usage")}
     tokens = result["usage"]["policy_tokens"]

@@ -19,7 +19,6 @@ from langgraph_ttc.eval.report import format_table, write_summary
 from langgraph_ttc.eval.results import ResultsLog, row_key
 from langgraph_ttc.eval.runner import done_keys, pending_work, run_eval
 
-PRMS = ("arithmetic", "none")
 # Settings that change what a row means: a resumed run must use the same ones.
 RUN_DEFINING = ("dataset", "split", "fields", "model", "prm", "settings", "beam_width")
 
@@ -55,7 +54,9 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue results in --out")
     parser.add_argument("--model", default=None, help="default: embedded SmolLM2-135M")
-    parser.add_argument("--prm", choices=PRMS, default="arithmetic", help="verifier")
+    parser.add_argument(
+        "--prm", default="arithmetic", help="verifier spec, as for `ttc solve` (see --help there)"
+    )
     parser.add_argument("--beam-width", type=int, default=2, help="beam search / DVTS")
     parser.add_argument("--max-iterations", type=int, default=40, help="beam search / DVTS")
     parser.add_argument("--rounds", type=int, default=2, help="self-refinement rounds")
@@ -128,8 +129,24 @@ async def run_command(args: argparse.Namespace) -> int:
     )
     config = run_config(args, strategies, budgets)
     policy, prm = make_backends(args)  # cheap: the engine starts only if there is work
-    settings = StrategySettings(**config["settings"])
-    graphs = {spec.key: build_graph(spec, policy, prm, settings) for spec in specs}  # validates
+    try:
+        settings = StrategySettings(**config["settings"])
+        graphs = {spec.key: build_graph(spec, policy, prm, settings) for spec in specs}
+        return await _run(args, problems, specs, config, policy, graphs)
+    finally:
+        from langgraph_ttc.verifiers import close_prm
+
+        close_prm(prm)
+
+
+async def _run(
+    args: argparse.Namespace,
+    problems: list[Problem],
+    specs: list[RunSpec],
+    config: dict[str, Any],
+    policy: Any,
+    graphs: dict[str, Any],
+) -> int:
     log = prepare_out_dir(args.out, config, args.resume)
     rows = log.repair()  # drops a torn last line left by a killed run
     work = pending_work(problems, specs, done_keys(rows))
@@ -152,10 +169,10 @@ async def run_command(args: argparse.Namespace) -> int:
 def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
     """The policy (engine not started yet) and the verifier the options name."""
     from langgraph_ttc.policies import VLLMPolicy
-    from langgraph_ttc.verifiers import ArithmeticVerifier
+    from langgraph_ttc.verifiers import build_prm
 
-    prm = ArithmeticVerifier() if args.prm == "arithmetic" else None
-    return VLLMPolicy(args.model), prm
+    policy = VLLMPolicy(args.model)
+    return policy, build_prm(args.prm, policy)
 
 
 async def _run_on_engine(

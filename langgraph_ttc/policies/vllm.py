@@ -166,6 +166,15 @@ class VLLMPolicy:
     def started(self) -> bool:
         return self._engine is not None
 
+    @property
+    def engine(self) -> Any:
+        """The started `AsyncLLM` (None before `start()`), e.g. for a PRM sharing this engine."""
+        return self._engine
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
     async def start(self) -> None:
         if self._engine is not None:
             return
@@ -295,6 +304,28 @@ class VLLMPolicy:
             return 0
         return int(self._engine.output_processor.get_num_unfinished_requests())
 
+    async def next_token_logprobs(
+        self, requests: Sequence[GenerationRequest], tokens: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Optional capability (used by `LLMJudgePRM`): for each request's rendered prompt
+        (chat + prefix), the log-probability that the next token is the first token of each
+        string in `tokens`. One engine pass per request, no sampling; prefix caching applies."""
+        await self.start()
+        ids = {t: self._tokenizer.encode(t, add_special_tokens=False)[:1] for t in tokens}
+        if not all(ids.values()):
+            raise ValueError(f"every candidate token must be non-empty: {list(tokens)}")
+        unique = sorted({i[0] for i in ids.values()})
+
+        async def one(request: GenerationRequest) -> dict[str, float]:
+            prompt = self._tokenizer.encode(self.render_prompt(request), add_special_tokens=False)
+            logprobs, _ = await probe_next_token(
+                self._engine, prompt, unique, f"ttc-{next(self._request_ids)}"
+            )
+            by_id = dict(zip(unique, logprobs, strict=True))
+            return {t: by_id[i[0]] for t, i in ids.items()}
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
     def shutdown(self) -> None:
         """Stop the engine process; safe to call twice."""
         engine, self._engine = self._engine, None
@@ -311,3 +342,41 @@ def shared_policy(model: str | None = None) -> VLLMPolicy:
     if model not in _SHARED:
         _SHARED[model] = VLLMPolicy(model)
     return _SHARED[model]
+
+
+async def probe_next_token(
+    engine: Any, prompt_token_ids: Sequence[int], token_ids: Sequence[int], request_id: str
+) -> tuple[list[float], int]:
+    """Raw next-token log-probabilities of `token_ids` after a prompt, and the number of prompt
+    tokens served from the prefix cache.
+
+    One greedy token is generated with `logprob_token_ids` (vLLM >= 0.32), which reads the
+    model's own log-softmax before any sampling processing. Unlike `prompt_logprobs`, this keeps
+    prefix-cache reads on (vLLM skips the cache for requests with prompt logprobs).
+    """
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    params = SamplingParams(
+        max_tokens=1,
+        temperature=0.0,
+        logprob_token_ids=list(token_ids),
+        detokenize=False,
+        output_kind=RequestOutputKind.FINAL_ONLY,
+    )
+    final: Any = None
+    try:
+        async for output in engine.generate(
+            {"prompt_token_ids": list(prompt_token_ids)}, params, request_id
+        ):
+            final = output
+    except EngineDeadError as exc:
+        raise PolicyError(f"the vLLM engine died (request {request_id}): {exc}") from exc
+    if final is None or not final.outputs or not final.outputs[0].logprobs:
+        raise PolicyError(f"vLLM returned no logprobs for request {request_id}")
+    step = final.outputs[0].logprobs[0]  # token id -> Logprob, for the one generated position
+    missing = [t for t in token_ids if t not in step]
+    if missing:
+        raise PolicyError(f"vLLM returned no logprob for token ids {missing}")
+    return [float(step[t].logprob) for t in token_ids], int(final.num_cached_tokens or 0)

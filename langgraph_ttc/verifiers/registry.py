@@ -1,0 +1,73 @@
+"""`build_prm(spec, policy)`: a verifier from a short text spec (the `ttc solve --prm` value).
+
+    none                      no verifier
+    arithmetic                ArithmeticVerifier
+    judge                     LLMJudgePRM over the policy (P(yes) from its logprobs)
+    judge:PATH                LLMJudgePRM over a separate VLLMPolicy on PATH
+    pooling:PATH              VLLMPoolingPRM (Qwen2ForProcessRewardModel checkpoints)
+    rlhflow:PATH              TokenProbPRM, RLHFlow "+/-" chat format
+    math-shepherd:PATH        TokenProbPRM, Math-Shepherd " ки" step tags
+    rlhflow / math-shepherd   the same, sharing the policy's engine (PRM = the policy model)
+
+A PATH equal to the policy's model also shares the policy's engine: one engine per model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph_ttc.policies.vllm import EngineSettings
+from langgraph_ttc.types import PRM
+from langgraph_ttc.verifiers.arithmetic import ArithmeticVerifier
+
+PRM_NAMES = ("none", "arithmetic", "judge", "pooling", "rlhflow", "math-shepherd")
+
+
+def build_prm(
+    spec: str, policy: Any = None, *, settings: EngineSettings | None = None
+) -> PRM | None:
+    """The verifier a spec names; `settings` apply to any engine started for it."""
+    kind, _, path = spec.strip().partition(":")
+    kind = kind.lower()
+    if kind not in PRM_NAMES:
+        raise ValueError(f"unknown --prm {spec!r}; use one of {PRM_NAMES}, optionally ':PATH'")
+    if kind in ("none", "arithmetic"):
+        if path:
+            raise ValueError(f"--prm {kind} takes no model path")
+        return None if kind == "none" else ArithmeticVerifier()
+    if kind == "pooling":
+        if not path:
+            raise ValueError("--prm pooling needs a model: pooling:PATH")
+        from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
+
+        return VLLMPoolingPRM(path, settings=settings)
+    share = _shares_engine(policy, path)
+    if kind == "judge":
+        from langgraph_ttc.verifiers.judge import LLMJudgePRM
+
+        if share:
+            return LLMJudgePRM(policy)
+        from langgraph_ttc.policies.vllm import VLLMPolicy
+
+        return LLMJudgePRM(VLLMPolicy(path, settings=settings), owns_policy=True)
+    from langgraph_ttc.verifiers.token_prob import TokenProbPRM
+
+    if share:
+        return TokenProbPRM(format=kind, engine_from=policy)
+    return TokenProbPRM(path, format=kind, settings=settings)
+
+
+def _shares_engine(policy: Any, path: str) -> bool:
+    """True when the PRM model is the policy's (no path, or the same path)."""
+    if not path:
+        if policy is None:
+            raise ValueError("this --prm without a model path needs a policy to share")
+        return True
+    return policy is not None and getattr(policy, "model_ref", None) == path
+
+
+def close_prm(prm: Any) -> None:
+    """Stop engines a verifier started itself (a shared policy engine is left running)."""
+    shutdown = getattr(prm, "shutdown", None)
+    if callable(shutdown):
+        shutdown()
