@@ -165,36 +165,23 @@ async def _solve(args: argparse.Namespace) -> int:
 
 def build_strategy(args: argparse.Namespace, policy: Any, prm: Any, selection: str) -> Any:
     """The strategy graph the command line asks for."""
-    from langgraph_ttc.strategies import (
-        create_beam_search,
-        create_best_of_n,
-        create_dvts,
-        create_self_refine,
-    )
+    from langgraph_ttc.strategies import create_strategy
 
-    common = {
-        "selection": selection,
-        "aggregation": args.aggregation,
-        "temperature": args.temperature,
-        "max_tokens": args.max_tokens,
-        "seed": args.seed,
-    }
-    if args.strategy == "best_of_n":
-        return create_best_of_n(policy, prm, n=args.n, **common)
-    if args.strategy == "self_refine":
-        return create_self_refine(policy, prm, chains=args.n, rounds=args.rounds, **common)
-    if prm is None:
-        raise ValueError(f"{args.strategy} needs a prm to guide the search: pass --prm")
-    search = {
-        "n": args.n,
-        "beam_width": args.beam_width,
-        "lookahead": args.lookahead,
-        "max_iterations": args.max_iterations,
-        **common,
-    }
-    if args.strategy == "beam_search":
-        return create_beam_search(policy, prm, **search)
-    return create_dvts(policy, prm, **search)
+    return create_strategy(
+        args.strategy,
+        policy,
+        prm,
+        n=args.n,
+        beam_width=args.beam_width,
+        max_iterations=args.max_iterations,
+        lookahead=args.lookahead,
+        rounds=args.rounds,
+        selection=selection,
+        aggregation=args.aggregation,
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+    )
 
 
 class Progress:

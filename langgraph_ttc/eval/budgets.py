@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from langgraph_ttc.strategies.by_name import STRATEGY_NAMES as STRATEGIES
 from langgraph_ttc.types import Candidate
-
-STRATEGIES = ("greedy", "best_of_n", "beam_search", "dvts", "self_refine")
 
 
 @dataclass(frozen=True)

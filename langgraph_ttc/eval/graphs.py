@@ -27,41 +27,20 @@ def build_graph(
     spec: RunSpec, policy: Policy, prm: PRM | None, settings: StrategySettings
 ) -> CompiledStateGraph:
     """A compiled graph for `spec`; invalid settings raise ValueError before any run."""
-    from langgraph_ttc.strategies import (
-        create_beam_search,
-        create_best_of_n,
-        create_dvts,
-        create_greedy,
-        create_self_refine,
-    )
+    from langgraph_ttc.strategies import create_strategy
 
     # the run's own selection does not matter: every mode is re-computed from the candidates
-    selection = "weighted" if prm is not None else "majority"
-    common = {
-        "aggregation": settings.aggregation,
-        "max_tokens": settings.max_tokens,
-    }
-    sampling = {**common, "temperature": settings.temperature, "seed": settings.seed}
-    if spec.strategy == "greedy":
-        return create_greedy(policy, prm, **common)
-    if spec.strategy == "best_of_n":
-        return create_best_of_n(policy, prm, n=spec.n, selection=selection, **sampling)
-    if spec.strategy == "self_refine":
-        return create_self_refine(
-            policy, prm, chains=spec.n, rounds=settings.rounds, selection=selection, **sampling
-        )
-    if prm is None:
-        raise ValueError(f"{spec.strategy} is guided by a verifier: choose a --prm")
-    search = {
-        "n": spec.n,
-        "beam_width": spec.beam_width,
-        "max_iterations": settings.max_iterations,
-        "max_step_tokens": settings.max_step_tokens,
-        "selection": selection,
-        **sampling,
-    }
-    if spec.strategy == "beam_search":
-        return create_beam_search(policy, prm, **search)
-    if spec.strategy == "dvts":
-        return create_dvts(policy, prm, **search)
-    raise ValueError(f"unknown strategy {spec.strategy!r}")
+    return create_strategy(
+        spec.strategy,
+        policy,
+        prm,
+        n=spec.n,
+        beam_width=spec.beam_width,
+        max_iterations=settings.max_iterations,
+        max_step_tokens=settings.max_step_tokens,
+        rounds=settings.rounds,
+        aggregation=settings.aggregation,
+        temperature=settings.temperature,
+        max_tokens=settings.max_tokens,
+        seed=settings.seed,
+    )

@@ -2,14 +2,17 @@
 
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
+from langgraph_ttc.strategies.by_name import STRATEGY_NAMES, create_strategy
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
 from langgraph_ttc.strategies.self_refine import create_self_refine
 
 __all__ = [
+    "STRATEGY_NAMES",
     "create_beam_search",
     "create_best_of_n",
     "create_dvts",
     "create_greedy",
     "create_self_refine",
+    "create_strategy",
 ]

@@ -76,7 +76,7 @@ def test_eval_writes_results_summary_table_and_plot(tmp_path, dataset, fake_engi
         (["--problem-field", "question"], "no 'question'"),
         (["--beam-width", "0", "--strategy", "beam_search"], "beam width"),
         (["--max-tokens", "0"], "max_tokens must be >= 1"),
-        (["--strategy", "dvts", "--prm", "none"], "guided by a verifier"),
+        (["--strategy", "dvts", "--prm", "none"], "needs a prm"),
     ],
 )
 def test_bad_options_fail_before_any_work(tmp_path, dataset, fake_engine, capsys, extra, message):
