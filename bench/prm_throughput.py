@@ -87,7 +87,9 @@ async def beam_cache(prm: TokenProbPRM, iterations: int = 6) -> dict[str, Any]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--block-size", type=int, default=None, help="KV block size (PRM: 32)")
+    parser.add_argument(
+        "--block-size", type=int, default=None, help="KV block size (CPU default: 32)"
+    )
     parser.add_argument("--skip-pooling", action="store_true")
     args = parser.parse_args()
     results: dict[str, Any] = {}
@@ -108,11 +110,10 @@ async def main() -> None:
             finally:
                 prm.shutdown()
         print(json.dumps(results, indent=2), flush=True)
-    extra = {"block_size": args.block_size} if args.block_size else {}
     prm = TokenProbPRM(
         "embedded",
         format="rlhflow",
-        settings=EngineSettings(max_model_len=2048, kv_cache_gib=1, extra=extra),
+        settings=EngineSettings(max_model_len=2048, kv_cache_gib=1, block_size=args.block_size),
     )
     try:
         await prm.start()

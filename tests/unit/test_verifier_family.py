@@ -317,14 +317,12 @@ def test_prm_engine_args_reuse_the_policy_settings():
     pooling = VLLMPoolingPRM("/m", settings=EngineSettings(kv_cache_gib=1))
     args = pooling.handle.build_args("/m", on_cpu=True)
     assert args["runner"] == "pooling" and args["kv_cache_memory_bytes"] == 1 << 30
-    assert args["dtype"] == "float32" and "block_size" not in args
+    assert args["dtype"] == "float32" and args["block_size"] == 32
     token = TokenProbPRM("/m", settings=EngineSettings(gpu_memory_utilization=0.45))
     cpu, gpu = token.handle.build_args("/m", True), token.handle.build_args("/m", False)
     assert cpu["block_size"] == 32 and "runner" not in cpu
     assert "block_size" not in gpu and gpu["gpu_memory_utilization"] == 0.45
-    chosen = EngineHandle(
-        "/m", settings=EngineSettings(extra={"block_size": 64}), cpu_block_size=32
-    )
+    chosen = EngineHandle("/m", settings=EngineSettings(block_size=64))
     assert chosen.build_args("/m", True)["block_size"] == 64
     with pytest.raises(ValueError, match="engine_from"):
         EngineHandle(None)
