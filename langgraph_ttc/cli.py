@@ -14,8 +14,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-STRATEGIES = ("best_of_n", "beam_search", "dvts", "self_refine")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -26,19 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     solve = commands.add_parser("solve", help="solve one problem, with live progress")
     solve.add_argument("problem", help="the problem text")
-    solve.add_argument("--strategy", choices=STRATEGIES, default="best_of_n")
-    solve.add_argument("--n", type=int, default=8, help="budget: samples, beams or chains")
-    solve.add_argument("--beam-width", type=int, default=2, help="beam search / DVTS")
-    solve.add_argument("--max-iterations", type=int, default=40, help="beam search / DVTS")
-    solve.add_argument("--lookahead", type=int, default=0, help="beam search / DVTS")
-    solve.add_argument("--rounds", type=int, default=2, help="self-refinement rounds")
-    solve.add_argument(
-        "--selection",
-        choices=("weighted", "naive", "majority"),
-        default=None,
-        help="default: weighted with a verifier, majority without",
-    )
-    solve.add_argument("--aggregation", choices=("last", "min", "prod", "mean"), default="last")
+    from langgraph_ttc.strategies.registry import STRATEGY_NAMES
+
+    solve.add_argument("--strategy", choices=STRATEGY_NAMES, default="best_of_n")
+    add_setting_arguments(solve)
     solve.add_argument(
         "--model",
         default=None,
@@ -50,9 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="verifier: arithmetic | none | judge[:PATH] | pooling:PATH | rlhflow[:PATH] | "
         "math-shepherd[:PATH] (no PATH: share the policy model's engine)",
     )
-    solve.add_argument("--seed", type=int, default=0)
-    solve.add_argument("--temperature", type=float, default=0.8)
-    solve.add_argument("--max-tokens", type=int, default=512)
+    solve.add_argument("--seed", type=int, default=0, help="default 0: runs reproduce")
     solve.add_argument("--json", action="store_true", help="print the graph output as JSON")
 
     models = commands.add_parser("models", help="manage the embedded default model")
@@ -64,6 +51,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(commands)
     return parser
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options for strategy settings; unset ones keep the strategy's own default
+    (langgraph_ttc.strategies.settings)."""
+    parser.add_argument("--n", type=int, help="budget: samples, beams or chains")
+    parser.add_argument("--beam-width", type=int, help="beam search / DVTS")
+    parser.add_argument("--max-iterations", type=int, help="beam search / DVTS")
+    parser.add_argument("--lookahead", type=int, help="beam search / DVTS")
+    parser.add_argument("--rounds", type=int, help="self-refinement rounds")
+    parser.add_argument(
+        "--selection",
+        choices=("weighted", "naive", "majority"),
+        help="default: weighted with a verifier, majority without",
+    )
+    parser.add_argument("--aggregation", choices=("last", "min", "prod", "mean"))
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--max-tokens", type=int, help="tokens per solution")
+
+
+SETTING_ARGUMENTS = (
+    "n",
+    "beam_width",
+    "max_iterations",
+    "lookahead",
+    "rounds",
+    "selection",
+    "aggregation",
+    "temperature",
+    "max_tokens",
+    "seed",
+)
+
+
+def settings_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The strategy settings given on the command line (unset ones are left out)."""
+    return {k: getattr(args, k) for k in SETTING_ARGUMENTS if getattr(args, k, None) is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,15 +151,16 @@ async def _solve(args: argparse.Namespace) -> int:
 
     policy = VLLMPolicy(args.model)
     prm = build_prm(args.prm, policy)
-    selection = args.selection or ("weighted" if prm else "majority")
-    graph = build_strategy(args, policy, prm, selection)  # validates before the engine starts
+    from langgraph_ttc.strategies import create_strategy
+
+    graph = create_strategy(args.strategy, policy, prm, settings_from(args))  # validates first
     progress = Progress(sys.stderr)
     try:
         progress.line("starting the vLLM engine (about a minute on a laptop CPU)...")
         await policy.start()
         progress.line(
-            f"engine ready in {policy.startup_seconds:.0f}s; solving with "
-            f"{args.strategy} (n={args.n}, selection={selection})"
+            f"engine ready in {policy.startup_seconds:.0f}s; solving with {args.strategy} "
+            f"({', '.join(f'{k}={v}' for k, v in settings_from(args).items())})"
         )
         output: dict[str, Any] = {}
         started = time.perf_counter()
@@ -161,27 +186,6 @@ async def _solve(args: argparse.Namespace) -> int:
         print(format_candidates(result["candidates"], result["solution"]))
         print(f"\nAnswer: {result['answer']}")
     return 0
-
-
-def build_strategy(args: argparse.Namespace, policy: Any, prm: Any, selection: str) -> Any:
-    """The strategy graph the command line asks for."""
-    from langgraph_ttc.strategies import create_strategy
-
-    return create_strategy(
-        args.strategy,
-        policy,
-        prm,
-        n=args.n,
-        beam_width=args.beam_width,
-        max_iterations=args.max_iterations,
-        lookahead=args.lookahead,
-        rounds=args.rounds,
-        selection=selection,
-        aggregation=args.aggregation,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        seed=args.seed,
-    )
 
 
 class Progress:

@@ -7,7 +7,7 @@ LangGraph checkpointer; engine objects never enter state.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import (
     Annotated,
     Any,
@@ -64,41 +64,41 @@ class PRM(Protocol):
         ...
 
 
-@dataclass
-class Usage:
-    """Compute spent by one run; `policy_tokens` counts generated tokens only."""
-
-    policy_tokens: int = 0
-    policy_calls: int = 0
-    prm_calls: int = 0
-    prm_steps: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "policy_tokens": self.policy_tokens,
-            "policy_calls": self.policy_calls,
-            "prm_calls": self.prm_calls,
-            "prm_steps": self.prm_steps,
-            "errors": list(self.errors),
-        }
-
-
 class Candidate(TypedDict):
-    """One candidate solution as it appears in graph state and output."""
+    """One candidate solution, from its generation to the output: a sample, a beam, or a
+    revision. Created when sampled, updated when scored; `finish_reason` is None while a beam
+    still grows."""
 
     id: int
     text: str
-    answer: str | None
-    score: float  # aggregated step scores
+    answer: str | None  # extracted once the candidate is finished
+    score: float  # the aggregated step scores
     step_scores: list[float]
-    num_tokens: int
-    finish_reason: str
-    error: NotRequired[str]
-    group: NotRequired[int]  # DVTS: the subtree the candidate grew in
+    num_tokens: int  # generated for this candidate (a beam: its ancestors' steps included)
+    finish_reason: str | None  # "stop" | "length"; None while a beam still grows
+    error: NotRequired[str]  # why it has no (or a partial) score
+    parent: NotRequired[int | None]  # step searches: the beam it grew from
+    group: NotRequired[int]  # DVTS: the subtree it grew in
+    chain: NotRequired[int]  # self-refinement: the chain of revisions
+    round: NotRequired[int]  # self-refinement: 0 = draft, k = k-th revision
+    lookahead_score: NotRequired[float]  # step searches with lookahead: the ranking score
 
 
-def merge_usage(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+class Usage(TypedDict):
+    """Compute one run spent; every strategy reports all of these keys."""
+
+    policy_tokens: int  # generated tokens (prompts not counted)
+    policy_calls: int  # batched `Policy.generate` calls
+    prm_calls: int  # `PRM.score` calls (a failed batch retried candidate by candidate counts each)
+    prm_steps: int  # steps sent to the verifier
+    errors: list[str]  # isolated failures (a candidate's score, a timed-out call)
+
+
+def empty_usage() -> Usage:
+    return Usage(policy_tokens=0, policy_calls=0, prm_calls=0, prm_steps=0, errors=[])
+
+
+def merge_usage(left: Mapping[str, Any] | None, right: Mapping[str, Any] | None) -> dict[str, Any]:
     """Reducer: add usage counters written by different nodes."""
     merged: dict[str, Any] = dict(left or {})
     for key, value in (right or {}).items():
@@ -112,7 +112,7 @@ def merge_usage(left: dict[str, Any] | None, right: dict[str, Any] | None) -> di
 class StrategyInput(TypedDict, total=False):
     """What a strategy graph accepts: a problem, or chat messages whose last human turn is one."""
 
-    problem: str
+    problem: str | None
     messages: Annotated[list[AnyMessage], add_messages]
 
 
@@ -122,9 +122,12 @@ class StrategyOutput(TypedDict, total=False):
     answer: str | None
     solution: str
     candidates: list[Candidate]
-    usage: Annotated[dict[str, Any], merge_usage]
+    usage: Annotated[Usage, merge_usage]
     messages: Annotated[list[AnyMessage], add_messages]
 
 
 class StrategyState(StrategyInput, StrategyOutput, total=False):
     """Internal state every strategy shares; strategies extend it."""
+
+    task: str  # the problem this run solves (`problem` is cleared once read: threads)
+    settings: dict[str, Any]  # this run's resolved settings, checkpointed with the search

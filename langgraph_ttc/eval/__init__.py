@@ -2,7 +2,7 @@
 
 from langgraph_ttc.eval.budgets import RunSpec, parse_budgets, plan_runs, subsample
 from langgraph_ttc.eval.datasets import DatasetError, Fields, Problem, load_problems
-from langgraph_ttc.eval.graphs import StrategySettings, build_graph
+from langgraph_ttc.eval.graphs import build_graph
 from langgraph_ttc.eval.metrics import grade_candidates, summarize
 from langgraph_ttc.eval.results import ResultsLog
 from langgraph_ttc.eval.runner import WorkItem, build_rows, pending_work, run_eval
@@ -13,7 +13,6 @@ __all__ = [
     "Problem",
     "ResultsLog",
     "RunSpec",
-    "StrategySettings",
     "WorkItem",
     "build_graph",
     "build_rows",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from langgraph_ttc.strategies.by_name import STRATEGY_NAMES as STRATEGIES
+from langgraph_ttc.strategies.registry import strategy_info
 from langgraph_ttc.types import Candidate
 
 
@@ -54,22 +54,20 @@ def plan_runs(strategies: Iterable[str], budgets: Sequence[int], beam_width: int
         raise ValueError(f"beam width must be a positive integer, got {beam_width!r}")
     specs: list[RunSpec] = []
     for strategy in dict.fromkeys(strategies):
-        if strategy == "greedy":
-            specs.append(RunSpec("greedy", 1, 1, (1,)))
-        elif strategy == "best_of_n":
-            specs.append(RunSpec("best_of_n", budgets[-1], 1, tuple(budgets)))
-        elif strategy == "dvts":
+        info = strategy_info(strategy)
+        if "n" in info.fixed:  # greedy: one sample, whatever the budget
+            specs.append(RunSpec(strategy, 1, 1, (1,)))
+        elif info.budgets == "prefix":
+            specs.append(RunSpec(strategy, budgets[-1], 1, tuple(budgets)))
+        elif info.budgets == "subtrees":
             whole = [k for k in budgets if k % beam_width == 0]
             if whole:
-                specs.append(RunSpec("dvts", whole[-1], beam_width, tuple(whole)))
+                specs.append(RunSpec(strategy, whole[-1], beam_width, tuple(whole)))
             rest = [k for k in budgets if k % beam_width != 0]
-            specs += [RunSpec("dvts", k, width_for(k, beam_width), (k,)) for k in rest]
-        elif strategy == "beam_search":
-            specs += [RunSpec(strategy, k, width_for(k, beam_width), (k,)) for k in budgets]
-        elif strategy == "self_refine":
-            specs += [RunSpec(strategy, k, 1, (k,)) for k in budgets]
+            specs += [RunSpec(strategy, k, width_for(k, beam_width), (k,)) for k in rest]
         else:
-            raise ValueError(f"unknown strategy {strategy!r}; choose from {STRATEGIES}")
+            width = (lambda k: width_for(k, beam_width)) if info.steps else (lambda k: 1)
+            specs += [RunSpec(strategy, k, width(k), (k,)) for k in budgets]
     return specs
 
 
@@ -79,9 +77,10 @@ def subsample(candidates: Sequence[Candidate], spec: RunSpec, budget: int) -> li
         return list(candidates)
     if budget > spec.n or budget not in spec.budgets:
         raise ValueError(f"budget {budget} cannot be read from run {spec.key}")
-    if spec.strategy == "best_of_n":
+    kind = strategy_info(spec.strategy).budgets
+    if kind == "prefix":
         return list(candidates[:budget])
-    if spec.strategy == "dvts":
+    if kind == "subtrees":
         groups = _groups(candidates, spec.beam_width)
         keep = set(list(dict.fromkeys(groups))[: budget // spec.beam_width])
         return [c for c, g in zip(candidates, groups, strict=True) if g in keep]
@@ -103,6 +102,6 @@ def budget_tokens(
     """
     if budget == spec.n:
         return run_tokens, True
-    if spec.strategy == "best_of_n":
+    if strategy_info(spec.strategy).budgets == "prefix":
         return sum(c["num_tokens"] for c in subset), True
     return round(run_tokens * budget / spec.n), False

@@ -7,17 +7,17 @@ import asyncio
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from langgraph_ttc.eval.budgets import STRATEGIES, RunSpec, parse_budgets, plan_runs
+from langgraph_ttc.eval.budgets import RunSpec, parse_budgets, plan_runs
 from langgraph_ttc.eval.datasets import Fields, Problem, load_problems
-from langgraph_ttc.eval.graphs import StrategySettings, build_graph
+from langgraph_ttc.eval.graphs import build_graph
 from langgraph_ttc.eval.metrics import summarize
 from langgraph_ttc.eval.report import format_table, write_summary
 from langgraph_ttc.eval.results import ResultsLog, row_key
 from langgraph_ttc.eval.runner import done_keys, pending_work, run_eval
+from langgraph_ttc.strategies.registry import STRATEGY_NAMES as STRATEGIES
 
 # Settings that change what a row means: a resumed run must use the same ones.
 RUN_DEFINING = ("dataset", "split", "fields", "model", "prm", "settings", "beam_width")
@@ -58,32 +58,30 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
         "--prm", default="arithmetic", help="verifier spec, as for `ttc solve` (see --help there)"
     )
     parser.add_argument("--beam-width", type=int, default=2, help="beam search / DVTS")
-    parser.add_argument("--max-iterations", type=int, default=40, help="beam search / DVTS")
-    parser.add_argument("--rounds", type=int, default=2, help="self-refinement rounds")
-    parser.add_argument("--aggregation", choices=("last", "min", "prod", "mean"), default="last")
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--max-iterations", type=int, help="beam search / DVTS")
+    parser.add_argument("--lookahead", type=int, help="beam search / DVTS")
+    parser.add_argument("--rounds", type=int, help="self-refinement rounds")
+    parser.add_argument("--aggregation", choices=("last", "min", "prod", "mean"))
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument(
+        "--max-tokens", type=int, default=256, help="tokens per solution (default 256: curves)"
+    )
     parser.add_argument("--grading-timeout", type=float, default=5.0, help="seconds per answer")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[int]) -> dict:
-    settings = StrategySettings(
-        max_tokens=args.max_tokens,
-        temperature=args.temperature,
-        seed=args.seed,
-        aggregation=args.aggregation,
-        max_iterations=args.max_iterations,
-        rounds=args.rounds,
-    )
+    # settings given here apply to every strategy they fit; the rest keep their defaults
+    names = ("max_tokens", "temperature", "seed", "aggregation", "max_iterations", "lookahead")
+    settings = {k: getattr(args, k) for k in (*names, "rounds") if getattr(args, k) is not None}
     return {
         "dataset": args.dataset,
         "split": args.split if args.dataset.startswith("hf:") else None,
         "fields": {"problem": args.problem_field, "answer": args.answer_field, "id": args.id_field},
         "model": args.model or "embedded:SmolLM2-135M-Instruct",
         "prm": args.prm,
-        "settings": asdict(settings),
+        "settings": settings,
         "beam_width": args.beam_width,
         "strategies": strategies,
         "budgets": budgets,
@@ -130,8 +128,7 @@ async def run_command(args: argparse.Namespace) -> int:
     config = run_config(args, strategies, budgets)
     policy, prm = make_backends(args)  # cheap: the engine starts only if there is work
     try:
-        settings = StrategySettings(**config["settings"])
-        graphs = {spec.key: build_graph(spec, policy, prm, settings) for spec in specs}
+        graphs = {spec.key: build_graph(spec, policy, prm, config["settings"]) for spec in specs}
         return await _run(args, problems, specs, config, policy, graphs)
     finally:
         from langgraph_ttc.verifiers import close_prm

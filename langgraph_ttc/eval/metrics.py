@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph_ttc.answers import GradingTimeout, answers_equivalent, grade, normalize_answer
-from langgraph_ttc.eval.budgets import STRATEGIES
 from langgraph_ttc.selection import SELECTIONS, Equivalence, select_all
+from langgraph_ttc.strategies.registry import STRATEGY_NAMES as STRATEGIES
 from langgraph_ttc.types import Candidate
 
 Grader = Callable[[str | None, str, float], bool]  # may raise GradingTimeout

@@ -118,28 +118,9 @@ async def run_eval(
 
     async def worker() -> None:
         nonlocal written
-        while True:
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            started = time.perf_counter()
-            output, error = None, None
-            try:
-                output = await graphs[item.spec.key].ainvoke({"problem": item.problem.problem})
-            except fatal:
-                raise
-            except Exception as exc:  # isolated: this problem's rows record the error
-                error = f"{type(exc).__name__}: {exc}"
-            elapsed = time.perf_counter() - started
-            rows = await asyncio.to_thread(
-                build_rows,
-                item,
-                output,
-                wall_time_s=elapsed,
-                error=error,
-                grading_timeout=grading_timeout,
-            )
+        while not queue.empty():
+            item = queue.get_nowait()
+            rows = await run_item(item, graphs[item.spec.key], fatal, grading_timeout)
             log.append(rows)
             written += len(rows)
             if on_rows is not None:
@@ -158,6 +139,25 @@ async def run_eval(
         if bar is not None:
             bar.close()
     return written
+
+
+async def run_item(
+    item: WorkItem, graph: Graph, fatal: FatalError, grading_timeout: float
+) -> list[dict[str, Any]]:
+    """Run one problem through one graph and grade it into rows; a failure other than a
+    `fatal` one becomes the rows' error."""
+    started = time.perf_counter()
+    output, error = None, None
+    try:
+        output = await graph.ainvoke({"problem": item.problem.problem})
+    except fatal:
+        raise
+    except Exception as exc:  # isolated: this problem's rows record the error
+        error = f"{type(exc).__name__}: {exc}"
+    elapsed = time.perf_counter() - started
+    return await asyncio.to_thread(
+        build_rows, item, output, wall_time_s=elapsed, error=error, grading_timeout=grading_timeout
+    )
 
 
 def done_keys(rows: Sequence[Mapping[str, Any]]) -> set[RowKey]:

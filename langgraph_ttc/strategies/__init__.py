@@ -2,17 +2,42 @@
 
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
-from langgraph_ttc.strategies.by_name import STRATEGY_NAMES, create_strategy
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
+from langgraph_ttc.strategies.registry import (
+    STRATEGIES,
+    STRATEGY_NAMES,
+    create_strategy,
+    strategy_info,
+)
+from langgraph_ttc.strategies.scaffold import (
+    EmptyProblemError,
+    PolicyContractError,
+    PolicyTimeoutError,
+)
 from langgraph_ttc.strategies.self_refine import create_self_refine
+from langgraph_ttc.strategies.settings import (
+    RefineSettings,
+    SearchSettings,
+    SettingsError,
+    StrategySettings,
+)
 
 __all__ = [
+    "STRATEGIES",
     "STRATEGY_NAMES",
+    "EmptyProblemError",
+    "PolicyContractError",
+    "PolicyTimeoutError",
+    "RefineSettings",
+    "SearchSettings",
+    "SettingsError",
+    "StrategySettings",
     "create_beam_search",
     "create_best_of_n",
     "create_dvts",
     "create_greedy",
     "create_self_refine",
     "create_strategy",
+    "strategy_info",
 ]

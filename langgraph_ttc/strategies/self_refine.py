@@ -13,33 +13,15 @@ majority vote across all versions. Each phase is one policy call covering every 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Overwrite
 
-from langgraph_ttc.answers import AnswerExtractor, extract_answer
-from langgraph_ttc.events import emit
-from langgraph_ttc.selection import aggregate, split_steps
-from langgraph_ttc.strategies.common import (
-    SamplingSettings,
-    chat_messages,
-    finish,
-    make_candidate,
-    resolve_problem,
-    score_solutions,
-)
-from langgraph_ttc.types import (
-    PRM,
-    GenerationRequest,
-    Policy,
-    StrategyInput,
-    StrategyOutput,
-    StrategyState,
-)
+from langgraph_ttc import candidates as cands
+from langgraph_ttc import events
+from langgraph_ttc.strategies.scaffold import Run, Scaffold
+from langgraph_ttc.strategies.settings import RefineSettings
+from langgraph_ttc.types import PRM, Candidate, GenerationRequest, Policy, StrategyState
 
 STRATEGY = "self_refine"
 
@@ -53,25 +35,8 @@ REVISE_PROMPT = (
 )
 
 
-@dataclass(frozen=True)
-class RefineSettings(SamplingSettings):
-    """`n` is the number of parallel chains (per-run override: "chains" or "n")."""
-
-    aliases: ClassVar[dict[str, str]] = {"chains": "n"}
-    rounds: int = 2
-    critique_tokens: int = 256
-
-    def validate_refine(self, *, has_prm: bool) -> RefineSettings:
-        self.validate(has_prm=has_prm)
-        if not isinstance(self.rounds, int) or self.rounds < 0:
-            raise ValueError(f"rounds must be an integer >= 0, got {self.rounds!r}")
-        if self.critique_tokens < 1:
-            raise ValueError(f"critique_tokens must be >= 1, got {self.critique_tokens}")
-        return self
-
-
 class SelfRefineState(StrategyState, total=False):
-    versions: list[dict[str, Any]]  # every version: chain, round, text, tokens, scores
+    versions: list[Candidate]  # every version of every chain (chain, round set)
     critiques: list[str]  # latest critique per chain
     round: int
 
@@ -102,245 +67,99 @@ def revise_messages(problem: str, solution: str, critique: str) -> list[dict[str
     return [{"role": "system", "content": REVISE_PROMPT}, {"role": "user", "content": user}]
 
 
-def create_self_refine(
-    policy: Policy,
-    prm: PRM | None = None,
-    *,
-    rounds: int = 2,
-    chains: int = 1,
-    selection: str | None = None,
-    aggregation: str = "last",
-    temperature: float = 0.8,
-    top_p: float = 1.0,
-    max_tokens: int = 1024,
-    critique_tokens: int = 256,
-    seed: int | None = None,
-    system_prompt: str | None = None,
-    step_delimiter: str = "\n\n",
-    answer_extractor: AnswerExtractor = extract_answer,
-    name: str = STRATEGY,
-) -> CompiledStateGraph:
-    """Build a self-refinement graph: `chains` drafts, each critiqued and revised `rounds`
-    times. Selection defaults to "weighted" with a verifier and "majority" without one."""
-    defaults = RefineSettings(
-        n=chains,
-        rounds=rounds,
-        selection=selection or ("weighted" if prm is not None else "majority"),
-        aggregation=aggregation,
-        temperature=temperature,
-        top_p=top_p,
-        max_tokens=max_tokens,
-        critique_tokens=critique_tokens,
-        seed=seed,
-        step_delimiter=step_delimiter,
-        **({"system_prompt": system_prompt} if system_prompt is not None else {}),
-    ).validate_refine(has_prm=prm is not None)
+def seed_for(settings: RefineSettings, phase: int, chain: int) -> int | None:
+    return None if settings.seed is None else settings.seed + 1000 * phase + chain
 
-    def settings_for(config: RunnableConfig) -> RefineSettings:
-        return defaults.with_overrides(config).validate_refine(has_prm=prm is not None)
 
-    def seed_for(settings: RefineSettings, phase: int, chain: int) -> int | None:
-        return None if settings.seed is None else settings.seed + 1000 * phase + chain
+def latest(state: SelfRefineState) -> list[Candidate]:
+    return [v for v in state["versions"] if v["round"] == state["round"]]
 
-    async def prepare(state: SelfRefineState, config: RunnableConfig) -> dict[str, Any]:
-        settings_for(config)
-        return {
-            "problem": resolve_problem(state),
-            "versions": [],
-            "critiques": [],
-            "round": 0,
-            "usage": Overwrite({}),
-        }
 
-    async def draft(state: SelfRefineState, config: RunnableConfig) -> dict[str, Any]:
-        settings = settings_for(config)
-        request = GenerationRequest(
-            messages=chat_messages(state["problem"], settings.system_prompt),
-            n=settings.n,
+async def draft(state: SelfRefineState, run: Run[RefineSettings]) -> dict[str, Any]:
+    request = run.solution_request(run.settings.n, seed_for(run.settings, 0, 0))
+    (drafts,), usage = await run.generate([request], iteration=0)
+    versions = [
+        cands.from_completion(chain, c, run.extractor, chain=chain, round=0)
+        for chain, c in enumerate(drafts)
+    ]
+    for version in versions:
+        events.emit(events.candidate(run.strategy, version, 0))
+    return {"versions": versions, "usage": usage}
+
+
+async def score(state: SelfRefineState, run: Run[RefineSettings]) -> dict[str, Any]:
+    scored, usage = await run.score(latest(state), iteration=state["round"])
+    by_id = {v["id"]: v for v in scored}
+    return {"versions": [by_id.get(v["id"], v) for v in state["versions"]], "usage": usage}
+
+
+async def critique(state: SelfRefineState, run: Run[RefineSettings]) -> dict[str, Any]:
+    settings, versions = run.settings, latest(state)
+    requests = [
+        GenerationRequest(
+            messages=critique_messages(run.problem, v["text"], verifier_feedback(v["step_scores"])),
+            max_tokens=settings.critique_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=seed_for(settings, 2 * state["round"] + 1, v["chain"]),
+        )
+        for v in versions
+    ]
+    results, usage = await run.generate(requests, iteration=state["round"])
+    critiques = [completions[0].text for completions in results]
+    for version, text in zip(versions, critiques, strict=True):
+        events.emit(events.critique(run.strategy, state["round"], version, text))
+    return {"critiques": critiques, "usage": usage}
+
+
+async def revise(state: SelfRefineState, run: Run[RefineSettings]) -> dict[str, Any]:
+    settings, versions, next_round = run.settings, latest(state), state["round"] + 1
+    requests = [
+        GenerationRequest(
+            messages=revise_messages(run.problem, v["text"], critique),
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             top_p=settings.top_p,
-            seed=seed_for(settings, 0, 0),
+            seed=seed_for(settings, 2 * next_round, v["chain"]),
         )
-        (drafts,) = await policy.generate([request])
-        versions = [
-            _version(chain, chain, 0, c.text, c.num_tokens, c.finish_reason)
-            for chain, c in enumerate(drafts)
-        ]
-        _emit_versions(versions)
-        return {
-            "versions": versions,
-            "usage": {"policy_tokens": _tokens(versions), "policy_calls": 1},
-        }
-
-    async def score(state: SelfRefineState, config: RunnableConfig) -> dict[str, Any]:
-        settings = settings_for(config)
-        versions = list(state["versions"])
-        latest = [i for i, v in enumerate(versions) if v["round"] == state["round"]]
-        if prm is None:
-            return {}
-        steps = [split_steps(versions[i]["text"], settings.step_delimiter) for i in latest]
-        scores, errors, calls = await score_solutions(
-            prm, state["problem"], steps, settings.prm_timeout
-        )
-        for i, row, error in zip(latest, scores, errors, strict=True):
-            versions[i] = {**versions[i], "step_scores": row, "error": error}
-            emit(
-                {
-                    "type": "score",
-                    "strategy": STRATEGY,
-                    "iteration": state["round"],
-                    "id": versions[i]["id"],
-                    "step_scores": row,
-                    "score": aggregate(row, settings.aggregation),
-                }
-            )
-        return {
-            "versions": versions,
-            "usage": {"prm_calls": calls, "errors": [e for e in errors if e]},
-        }
-
-    async def critique(state: SelfRefineState, config: RunnableConfig) -> dict[str, Any]:
-        settings = settings_for(config)
-        latest = [v for v in state["versions"] if v["round"] == state["round"]]
-        requests = [
-            GenerationRequest(
-                messages=critique_messages(
-                    state["problem"], v["text"], verifier_feedback(v["step_scores"])
-                ),
-                max_tokens=settings.critique_tokens,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                seed=seed_for(settings, 2 * state["round"] + 1, v["chain"]),
-            )
-            for v in latest
-        ]
-        results = await policy.generate(requests)
-        critiques = [completions[0].text for completions in results]
-        tokens = sum(completions[0].num_tokens for completions in results)
-        for v, text in zip(latest, critiques, strict=True):
-            emit(
-                {
-                    "type": "critique",
-                    "strategy": STRATEGY,
-                    "iteration": state["round"],
-                    "id": v["id"],
-                    "text": text,
-                }
-            )
-        return {"critiques": critiques, "usage": {"policy_tokens": tokens, "policy_calls": 1}}
-
-    async def revise(state: SelfRefineState, config: RunnableConfig) -> dict[str, Any]:
-        settings = settings_for(config)
-        latest = [v for v in state["versions"] if v["round"] == state["round"]]
-        next_round = state["round"] + 1
-        requests = [
-            GenerationRequest(
-                messages=revise_messages(state["problem"], v["text"], critique),
-                max_tokens=settings.max_tokens,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                seed=seed_for(settings, 2 * next_round, v["chain"]),
-            )
-            for v, critique in zip(latest, state["critiques"], strict=True)
-        ]
-        results = await policy.generate(requests)
-        first_id = len(state["versions"])
-        revised = [
-            _version(
-                first_id + k,
-                v["chain"],
-                next_round,
-                c[0].text,
-                c[0].num_tokens,
-                c[0].finish_reason,
-                critique=critique,
-            )
-            for k, (v, c, critique) in enumerate(
-                zip(latest, results, state["critiques"], strict=True)
-            )
-        ]
-        _emit_versions(revised)
-        return {
-            "versions": state["versions"] + revised,
-            "round": next_round,
-            "usage": {"policy_tokens": _tokens(revised), "policy_calls": 1},
-        }
-
-    def should_refine(state: SelfRefineState, config: RunnableConfig) -> str:
-        return "critique" if state["round"] < settings_for(config).rounds else "select"
-
-    async def select_answer(state: SelfRefineState, config: RunnableConfig) -> dict[str, Any]:
-        settings = settings_for(config)
-        candidates = []
-        for v in state["versions"]:
-            candidate = make_candidate(
-                v["id"],
-                v["text"],
-                num_tokens=v["num_tokens"],
-                finish_reason=v["finish_reason"],
-                step_scores=v["step_scores"],
-                aggregation=settings.aggregation,
-                extractor=answer_extractor,
-                error=v.get("error"),
-            )
-            candidates.append({**candidate, "chain": v["chain"], "round": v["round"]})
-        return finish(STRATEGY, state, candidates, settings.selection)  # type: ignore[arg-type]
-
-    builder = StateGraph(SelfRefineState, input_schema=StrategyInput, output_schema=StrategyOutput)
-    builder.add_node("prepare", prepare)
-    builder.add_node("draft", draft)
-    builder.add_node("score", score)
-    builder.add_node("critique", critique)
-    builder.add_node("revise", revise)
-    builder.add_node("select", select_answer)
-    builder.add_edge(START, "prepare")
-    builder.add_edge("prepare", "draft")
-    builder.add_edge("draft", "score")
-    builder.add_conditional_edges("score", should_refine, ["critique", "select"])
-    builder.add_edge("critique", "revise")
-    builder.add_edge("revise", "score")
-    builder.add_edge("select", END)
-    return builder.compile(name=name).with_config(recursion_limit=3 * rounds + 10)
+        for v, critique in zip(versions, state["critiques"], strict=True)
+    ]
+    results, usage = await run.generate(requests, iteration=next_round)
+    first_id = len(state["versions"])
+    revised = [
+        cands.from_completion(first_id + k, c[0], run.extractor, chain=v["chain"], round=next_round)
+        for k, (v, c) in enumerate(zip(versions, results, strict=True))
+    ]
+    for version in revised:
+        events.emit(events.candidate(run.strategy, version, next_round))
+    return {"versions": state["versions"] + revised, "round": next_round, "usage": usage}
 
 
-def _version(
-    version_id: int,
-    chain: int,
-    round_: int,
-    text: str,
-    num_tokens: int,
-    finish_reason: str,
-    critique: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": version_id,
-        "chain": chain,
-        "round": round_,
-        "text": text,
-        "num_tokens": num_tokens,
-        "finish_reason": finish_reason,
-        "step_scores": [],
-        "critique": critique,
-        "error": None,
-    }
+def next_node(state: SelfRefineState, settings: RefineSettings) -> str:
+    return "critique" if state["round"] < settings.rounds else "select"
 
 
-def _emit_versions(versions: list[dict[str, Any]]) -> None:
-    for v in versions:
-        emit(
-            {
-                "type": "candidate",
-                "strategy": STRATEGY,
-                "iteration": v["round"],
-                "id": v["id"],
-                "chain": v["chain"],
-                "text": v["text"],
-                "num_tokens": v["num_tokens"],
-                "finished": True,
-            }
-        )
-
-
-def _tokens(versions: list[dict[str, Any]]) -> int:
-    return sum(v["num_tokens"] for v in versions)
+def create_self_refine(
+    policy: Policy, prm: PRM | None = None, **options: Any
+) -> CompiledStateGraph:
+    """Self-refinement: `chains` drafts (the setting `n`; `chains=` is accepted too), each
+    critiqued and revised `rounds` times. Selection defaults to "weighted" with a verifier and
+    "majority" without one. `options`: any `RefineSettings` field and the graph options (see
+    `create_best_of_n`)."""
+    scaffold = Scaffold(
+        STRATEGY,
+        SelfRefineState,
+        RefineSettings,
+        policy,
+        prm,
+        options,
+        init=lambda settings: {"versions": [], "critiques": [], "round": 0},
+        final=lambda state, run: state["versions"],
+        supersteps=lambda settings: 3 * settings.rounds + 10,
+        loop_setting="rounds",
+    )
+    scaffold.add_nodes(draft, score, critique, revise)
+    scaffold.add_path("prepare", "draft", "score")
+    scaffold.add_branch("score", next_node, ["critique", "select"])
+    scaffold.add_path("critique", "revise", "score")
+    return scaffold.compile()

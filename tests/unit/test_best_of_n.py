@@ -7,7 +7,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 
 from langgraph_ttc import create_best_of_n
-from langgraph_ttc.strategies.common import EmptyProblemError
+from langgraph_ttc.strategies import EmptyProblemError
 from tests.fakes import KeywordPRM, ScriptedPolicy, cycling, seeded_arithmetic
 
 SOLUTIONS = [
@@ -68,10 +68,10 @@ async def test_majority_without_prm():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n": 0}, "n must be a positive integer"),
+        ({"n": 0}, "n: Input should be greater than or equal to 1"),
         ({"n": 4, "temperature": 0.0}, "temperature 0"),
-        ({"selection": "best"}, "unknown selection"),
-        ({"aggregation": "max"}, "unknown aggregation"),
+        ({"selection": "best"}, "selection: Input should be"),
+        ({"aggregation": "max"}, "aggregation: Input should be"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"top_p": 0}, "top_p"),
     ],
@@ -101,7 +101,7 @@ async def test_configurable_overrides_per_run():
     )
     assert len(out["candidates"]) == 2
     assert policy.calls[0][0].seed == 7 and policy.calls[0][0].n == 2
-    with pytest.raises(ValueError, match="n must be"):
+    with pytest.raises(ValueError, match="n: Input should be greater than or equal to 1"):
         await graph.ainvoke({"problem": "p"}, {"configurable": {"n": -1}})
 
 

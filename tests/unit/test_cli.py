@@ -73,7 +73,7 @@ def test_model_flag_reaches_the_policy(capsys):
     ("argv", "message"),
     [
         (["solve", "  "], "empty problem"),
-        (["solve", "q", "--n", "0"], "n must be"),
+        (["solve", "q", "--n", "0"], "n: Input should be greater than or equal to 1"),
         (["solve", "q", "--strategy", "beam_search", "--prm", "none"], "needs a prm"),
         (["solve", "q", "--strategy", "dvts", "--n", "3"], "multiple of beam_width"),
     ],

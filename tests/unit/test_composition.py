@@ -10,7 +10,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 
 from langgraph_ttc import create_beam_search, create_best_of_n, create_dvts, create_self_refine
-from langgraph_ttc.strategies.common import EmptyProblemError
+from langgraph_ttc.strategies import EmptyProblemError
 from tests.fakes import KeywordPRM, alternating, tree_policy
 
 BUILDERS = {

@@ -75,7 +75,7 @@ def test_eval_writes_results_summary_table_and_plot(tmp_path, dataset, fake_engi
         (["--dataset", "hf:HuggingFaceH4/MATH-500"], "hf:HuggingFaceH4/MATH-500"),
         (["--problem-field", "question"], "no 'question'"),
         (["--beam-width", "0", "--strategy", "beam_search"], "beam width"),
-        (["--max-tokens", "0"], "max_tokens must be >= 1"),
+        (["--max-tokens", "0"], "max_tokens: Input should be greater than or equal to 1"),
         (["--strategy", "dvts", "--prm", "none"], "needs a prm"),
     ],
 )

@@ -78,7 +78,7 @@ def test_out_dir_rules(tmp_path):
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from langgraph_ttc.eval import (Problem, ResultsLog, StrategySettings, build_graph,
+    from langgraph_ttc.eval import (Problem, ResultsLog, build_graph,
                                     pending_work, plan_runs, run_eval)
     from langgraph_ttc.eval.runner import done_keys
     from tests.fakes import KeywordPRM, ScriptedPolicy
@@ -95,7 +95,7 @@ CHILD = textwrap.dedent(
         problems = [Problem(str(p), f"problem {p}", "0") for p in range(12)]
         specs = plan_runs(["greedy", "best_of_n"], [1, 2, 4], 2)
         policy, prm = Slow(script), KeywordPRM({})
-        graphs = {s.key: build_graph(s, policy, prm, StrategySettings()) for s in specs}
+        graphs = {s.key: build_graph(s, policy, prm, {}) for s in specs}
         log = ResultsLog(sys.argv[1])
         rows = log.repair()
         work = pending_work(problems, specs, done_keys(rows))

@@ -8,7 +8,7 @@ import pytest
 
 from langgraph_ttc.eval.budgets import plan_runs
 from langgraph_ttc.eval.datasets import Problem
-from langgraph_ttc.eval.graphs import StrategySettings, build_graph
+from langgraph_ttc.eval.graphs import build_graph
 from langgraph_ttc.eval.results import ResultsLog
 from langgraph_ttc.eval.runner import done_keys, pending_work, run_eval
 from tests.fakes import KeywordPRM, ScriptedPolicy
@@ -53,7 +53,7 @@ class EngineGone(RuntimeError):
 
 def graphs_for(specs, policy, prm=None):
     prm = prm or KeywordPRM({"right": 0.9, "wrong": 0.2})
-    settings = StrategySettings(max_tokens=64, seed=0)
+    settings = {"max_tokens": 64, "seed": 0}
     return {s.key: build_graph(s, policy, prm, settings) for s in specs}
 
 

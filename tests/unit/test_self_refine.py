@@ -65,7 +65,7 @@ def test_verifier_feedback_names_weakest_step():
     ("kwargs", "message"),
     [
         ({"rounds": -1}, "rounds"),
-        ({"chains": 0}, "positive"),
+        ({"chains": 0}, "greater than or equal to 1"),
         ({"chains": 2, "temperature": 0.0}, "temperature"),
     ],
 )

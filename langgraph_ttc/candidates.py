@@ -1,0 +1,88 @@
+"""The candidate record, from sampling through scoring to the output (pure functions).
+
+A candidate is created from a sampled completion (`new_candidate`), or grows step by step in a
+search (`grow`); the verifier's step scores are set once (`with_scores`), which also aggregates
+them; its answer is read once it is finished (`with_answer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langgraph_ttc.answers import AnswerExtractor, extract_boxed
+from langgraph_ttc.selection import aggregate
+from langgraph_ttc.types import Candidate, Completion
+
+
+def new_candidate(candidate_id: int, **lineage: Any) -> Candidate:
+    """An empty partial solution (the root of a search), with optional parent/group/chain."""
+    return Candidate(
+        id=candidate_id,
+        text="",
+        answer=None,
+        score=0.0,
+        step_scores=[],
+        num_tokens=0,
+        finish_reason=None,
+        **lineage,
+    )
+
+
+def from_completion(
+    candidate_id: int, completion: Completion, extractor: AnswerExtractor, **lineage: Any
+) -> Candidate:
+    """A whole sampled solution, finished and with its answer read."""
+    candidate = Candidate(
+        id=candidate_id,
+        text=completion.text,
+        answer=None,
+        score=0.0,
+        step_scores=[],
+        num_tokens=completion.num_tokens,
+        finish_reason="length" if completion.finish_reason == "length" else "stop",
+        **lineage,
+    )
+    return with_answer(candidate, extractor)
+
+
+def grow(
+    parent: Candidate, child_id: int, completion: Completion, finish_reason: str | None
+) -> Candidate:
+    """The parent with one more sampled step; it inherits the parent's scores until scored."""
+    return {
+        **parent,
+        "id": child_id,
+        "parent": parent["id"],
+        "text": parent["text"] + completion.text,
+        "num_tokens": parent["num_tokens"] + completion.num_tokens,
+        "finish_reason": finish_reason,
+    }
+
+
+def with_scores(
+    candidate: Candidate,
+    step_scores: Sequence[float],
+    aggregation: str,
+    error: str | None = None,
+) -> Candidate:
+    """The candidate with its verifier scores set and aggregated (the only aggregation)."""
+    scored: Candidate = {
+        **candidate,
+        "step_scores": list(step_scores),
+        "score": aggregate(step_scores, aggregation) if error is None else 0.0,
+    }
+    scored.pop("error", None)
+    if error is not None:
+        scored["error"] = error
+    return scored
+
+
+def with_answer(candidate: Candidate, extractor: AnswerExtractor) -> Candidate:
+    """The answer of a finished candidate. A solution cut by the token limit counts only an
+    answer it boxed: a stray number in broken text is not an answer."""
+    if candidate["finish_reason"] == "length":
+        answer = extract_boxed(candidate["text"]) or None
+    else:
+        answer = extractor(candidate["text"])
+    return {**candidate, "answer": answer}

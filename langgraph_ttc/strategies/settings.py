@@ -1,0 +1,134 @@
+"""Every strategy setting, its default and its limits, declared once.
+
+A strategy is built with values for these fields (`create_beam_search(policy, prm, n=16)`);
+each run may override them through LangGraph's context (`ainvoke(inp, context={"n": 4})`) or
+`config={"configurable": {...}}`. Both paths validate the same way, before any generation.
+The builders, the CLI, the evaluation harness and the LangGraph server's schema all read these
+classes; docs/settings.md is generated from them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the math problem step by step. Separate the steps with a blank line. "
+    "End with the final answer written as \\boxed{answer}."
+)
+
+# Upper bounds that keep a typo (n=10**9) from exhausting memory or the engine queue.
+MAX_N = 4096
+MAX_TOKENS = 1 << 17
+MAX_ITERATIONS = 1000
+MAX_ROUNDS = 100
+
+Selection = Literal["naive", "weighted", "majority"]
+Aggregation = Literal["last", "min", "prod", "mean"]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class SettingsError(ValueError):
+    """Settings a strategy cannot run with; the message names each bad field and value."""
+
+
+class StrategySettings(BaseModel):
+    """Settings every strategy shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise SettingsError(describe(error)) from None
+
+    n: int = Field(8, ge=1, le=MAX_N, description="samples, beams or chains")
+    temperature: float = Field(0.8, ge=0, le=10, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+    max_tokens: int = Field(1024, ge=1, le=MAX_TOKENS, description="generated tokens per solution")
+    seed: int | None = Field(None, description="makes runs reproducible")
+    selection: Selection = Field("weighted", description="how the answer is chosen")
+    aggregation: Aggregation = Field("last", description="step scores -> solution score")
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    step_delimiter: str = Field(DEFAULT_STEP_DELIMITER, min_length=1)
+    prm_timeout: Seconds | None = Field(120.0, description="seconds per verifier call")
+    policy_timeout: Seconds | None = Field(600.0, description="seconds per policy call")
+
+    # Other names a run may use for a field (e.g. "chains" for self-refinement's n).
+    aliases: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields_only(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            unknown = [k for k in values if k not in cls.model_fields and k not in cls.aliases]
+            if unknown:
+                raise ValueError(
+                    f"unknown setting(s) {', '.join(map(repr, unknown))}; valid settings: "
+                    f"{', '.join(sorted([*cls.model_fields, *cls.aliases]))}"
+                )
+            values = {cls.aliases.get(k, k): v for k, v in values.items()}
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StrategySettings:
+        if self.temperature == 0 and self.n > 1:
+            raise ValueError(
+                f"temperature 0 with n={self.n} would sample {self.n} identical candidates; "
+                "use temperature > 0 or n=1"
+            )
+        return self
+
+    def needs_prm(self) -> bool:
+        """Whether these settings rank candidates by verifier score."""
+        return self.selection != "majority"
+
+    def check_prm(self, has_prm: bool) -> None:
+        if not has_prm and self.needs_prm():
+            raise ValueError(
+                f"selection={self.selection!r} ranks candidates by verifier score, so it needs "
+                "a prm; pass one, or use selection='majority'"
+            )
+
+
+class SearchSettings(StrategySettings):
+    """Step-level searches (beam search, DVTS): `n` beams, expansion factor `beam_width`."""
+
+    beam_width: int = Field(2, ge=1, le=MAX_N)
+    max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
+    lookahead: int = Field(0, ge=0, le=16, description="greedy steps rolled out before scoring")
+    max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
+    filter_duplicates: bool = True
+
+    @model_validator(mode="after")
+    def _whole_subtrees(self) -> SearchSettings:
+        if self.n % self.beam_width != 0:
+            raise ValueError(f"n ({self.n}) must be a multiple of beam_width ({self.beam_width})")
+        return self
+
+    def needs_prm(self) -> bool:
+        return True
+
+
+class RefineSettings(StrategySettings):
+    """Self-refinement: `n` parallel chains (per run also "chains"), `rounds` revisions each."""
+
+    aliases: ClassVar[dict[str, str]] = {"chains": "n"}
+    n: int = Field(1, ge=1, le=MAX_N, validation_alias=AliasChoices("n", "chains"))
+    rounds: int = Field(2, ge=0, le=MAX_ROUNDS, description="critique + revise rounds")
+    critique_tokens: int = Field(256, ge=1, le=MAX_TOKENS)
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem: "n: Input should be greater than or equal to 1 (got 0)"."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        got = f" (got {problem['input']!r})" if where else ""
+        lines.append(f"{where}: {message}{got}" if where else message)
+    return "; ".join(lines)
