@@ -46,17 +46,40 @@ async def test_seeded_runs_reproduce(policy):
     assert [c["text"] for c in first["candidates"]] == [c["text"] for c in second["candidates"]]
 
 
-async def test_concurrent_runs_share_one_engine(policy):
+async def test_concurrent_runs_share_one_engine(policy, monkeypatch):
     import asyncio
 
-    graph = create_best_of_n(policy, None, n=2, selection="majority", max_tokens=48)
-    outs = await asyncio.gather(
-        *(
-            graph.ainvoke({"problem": f"What is {i} + {i}?"}, {"configurable": {"seed": i}})
-            for i in range(4)
-        )
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    engine_starts = []
+    original_start = AsyncLLM.from_engine_args
+    monkeypatch.setattr(
+        AsyncLLM,
+        "from_engine_args",
+        lambda *a, **k: engine_starts.append(a) or original_start(*a, **k),
     )
-    assert all(len(o["candidates"]) == 2 for o in outs)
+    engine = policy.engine
+    graph = create_best_of_n(policy, None, n=2, selection="majority", max_tokens=32)
+
+    async def peak_engine_load(runs):
+        """Most requests the engine held at once while `runs` ran (sampled every 10 ms)."""
+        peak = 0
+        task = asyncio.ensure_future(asyncio.gather(*runs))
+        while not task.done():
+            peak = max(peak, policy.num_unfinished_requests)
+            await asyncio.sleep(0.01)
+        return peak, await task
+
+    def run(i):
+        return graph.ainvoke({"problem": f"What is {i} + {i}?"}, {"configurable": {"seed": i}})
+
+    # vLLM counts each parallel sample as a request: one run alone sets the baseline
+    alone, _ = await peak_engine_load([run(0)])
+    together, outs = await peak_engine_load([run(i) for i in range(4)])
+    assert alone >= 1
+    assert together > alone, f"runs did not overlap on the engine: peak {together} vs {alone}"
+    assert all(len(o["candidates"]) == 2 and o["usage"]["policy_tokens"] > 0 for o in outs)
+    assert policy.engine is engine and engine_starts == []
 
 
 async def test_as_node_in_messages_agent(policy):

@@ -1,3 +1,4 @@
+import io
 import json
 from typing import ClassVar
 
@@ -108,19 +109,71 @@ def test_candidate_table_marks_the_selection():
     assert table[2].startswith("*")
 
 
-def test_progress_renders_every_event_kind(capsys):
-    import io
+class TerminalStream(io.StringIO):
+    """Captures what Progress writes, claiming to be a terminal so the live line renders."""
 
-    stream = io.StringIO()
-    progress = cli.Progress(stream)
-    for event in [
-        {"type": "generation", "tokens": 10, "seconds": 1.0, "sequences": 2, "finished": 1},
-        {"type": "candidate", "id": 0, "text": "x", "num_tokens": 1, "finished": True},
-        {"type": "score", "strategy": "best_of_n", "id": 0, "score": 0.5, "step_scores": [0.5]},
-        {"type": "prune", "iteration": 0, "kept": [1], "dropped": [2]},
-        {"type": "critique", "id": 0, "text": "fine"},
-        {"type": "selected", "id": 0, "answer": "3", "score": 0.5},
-    ]:
-        progress.event(event)
-    text = stream.getvalue()
-    assert "candidate 0" in text and "kept [1]" in text and "answer '3'" in text
+    def isatty(self) -> bool:
+        return True
+
+
+CLEAR = "\r\x1b[K"  # back to the line start, erase it
+
+
+@pytest.mark.parametrize(
+    ("event", "rendered"),
+    [
+        (
+            {"type": "generation", "tokens": 30, "seconds": 2.0, "sequences": 4, "finished": 1},
+            f"{CLEAR}generating: 30 tokens, 15.0 tok/s, 1/4 samples done",
+        ),
+        (
+            {"type": "candidate", "id": 2, "text": "so\n\nit is 5", "num_tokens": 7},
+            f"{CLEAR}  candidate 2: 7 tokens  ...so it is 5\n",
+        ),
+        ({"type": "candidate", "id": 2, "text": "so", "num_tokens": 1, "finished": False}, ""),
+        (
+            {
+                "type": "score",
+                "strategy": "best_of_n",
+                "id": 1,
+                "score": 0.5,
+                "step_scores": [0.25, 0.5],
+            },
+            f"{CLEAR}  score 1: 0.50  steps [0.25, 0.50]\n",
+        ),
+        (
+            {
+                "type": "score",
+                "strategy": "beam_search",
+                "id": 1,
+                "score": 0.5,
+                "step_scores": [0.5],
+            },
+            f"{CLEAR}score 1: 0.50  steps [0.50]",
+        ),
+        (
+            {"type": "prune", "iteration": 3, "kept": [0, 1], "dropped": [2, 3, 4]},
+            f"{CLEAR}  iteration 3: kept [0, 1], dropped 3\n",
+        ),
+        (
+            {"type": "critique", "id": 0, "text": "step 2\nis wrong"},
+            f"{CLEAR}  critique of 0: step 2 is wrong...\n",
+        ),
+        (
+            {"type": "selected", "id": 0, "answer": "3", "score": 0.5},
+            f"{CLEAR}selected candidate 0: answer '3'\n",
+        ),
+    ],
+)
+def test_progress_renders_every_event_kind(event, rendered):
+    terminal = TerminalStream()
+    cli.Progress(terminal).event(event)
+    assert terminal.getvalue() == rendered
+
+
+def test_progress_keeps_live_lines_off_a_pipe():
+    pipe = io.StringIO()
+    progress = cli.Progress(pipe)
+    progress.event({"type": "generation", "tokens": 1, "seconds": 1, "sequences": 1, "finished": 0})
+    progress.event({"type": "selected", "id": 0, "answer": "3", "score": 0.5})
+    assert pipe.getvalue() == "selected candidate 0: answer '3'\n"

@@ -2,6 +2,7 @@
 MessagesState agent, streaming its events to the parent, with per-run overrides."""
 
 import operator
+from dataclasses import replace
 from typing import Annotated, TypedDict
 
 import pytest
@@ -11,7 +12,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 
 from langgraph_ttc import create_beam_search, create_best_of_n, create_dvts, create_self_refine
 from langgraph_ttc.strategies import EmptyProblemError
-from tests.fakes import KeywordPRM, alternating, tree_policy
+from tests.fakes import KeywordPRM, ScriptedPolicy, alternating, seeded_arithmetic, tree_policy
 
 BUILDERS = {
     "best_of_n": lambda p, r: create_best_of_n(p, r, n=4, seed=0),
@@ -88,9 +89,35 @@ async def test_contract_output_and_empty_problem(name):
         await graph.ainvoke({"problem": " "})
 
 
+def sampling_settings(policy: ScriptedPolicy) -> set[tuple]:
+    """Every request's settings apart from its text and seed."""
+    return {
+        (r.n, r.max_tokens, r.temperature, r.top_p, tuple(r.stop))
+        for call in policy.calls
+        for r in call
+    }
+
+
 @pytest.mark.parametrize("name", BUILDERS)
 async def test_seed_override_changes_nothing_else(name):
-    graph = build(name)
-    a = await graph.ainvoke({"problem": "p"}, {"configurable": {"seed": 3}})
-    b = await graph.ainvoke({"problem": "p"}, {"configurable": {"seed": 3}})
-    assert [c["text"] for c in a["candidates"]] == [c["text"] for c in b["candidates"]]
+    runs = {}
+    for label, config in [
+        ("default", {}),
+        ("seed 3", {"configurable": {"seed": 3}}),
+        ("seed 3 again", {"configurable": {"seed": 3}}),
+        ("default again", {}),
+    ]:
+        policy = ScriptedPolicy(seeded_arithmetic)  # samples depend on the request seed
+        graph = BUILDERS[name](policy, KeywordPRM({"good": 0.9, "bad": 0.1}))
+        out = await graph.ainvoke({"problem": "What is 2 + 3?"}, config)
+        runs[label] = ([c["text"] for c in out["candidates"]], policy)
+    samples = {label: texts for label, (texts, _) in runs.items()}
+    assert samples["seed 3"] != samples["default"]
+    assert samples["seed 3"] == samples["seed 3 again"]
+    assert samples["default again"] == samples["default"]  # the override did not stick
+    default_policy, seeded_policy = runs["default"][1], runs["seed 3"][1]
+    # the first requests (before any sample steers the search) differ only by the seed shift
+    default_first, seeded_first = default_policy.calls[0], seeded_policy.calls[0]
+    assert all(r.seed is not None for r in default_first)
+    assert seeded_first == [replace(r, seed=r.seed + 3) for r in default_first]
+    assert sampling_settings(seeded_policy) == sampling_settings(default_policy)

@@ -87,22 +87,77 @@ def test_bad_options_fail_before_any_work(tmp_path, dataset, fake_engine, capsys
     assert not (tmp_path / "o" / "results.jsonl").exists()
 
 
-def test_sigterm_unwinds_like_ctrl_c_so_the_engine_is_shut_down(monkeypatch):
-    import asyncio
+# Runs `ttc eval` with VLLMPolicy replaced by a policy whose generation never ends.
+BLOCKING_TTC = """
+import asyncio, sys
+from pathlib import Path
+
+import langgraph_ttc.policies
+
+generating, shut_down = Path(sys.argv[1]), Path(sys.argv[2])
+
+
+class BlockingPolicy:
+    startup_seconds = 0.0
+
+    def __init__(self, model=None, *, settings=None):
+        self.model_ref = model
+
+    async def start(self):
+        pass
+
+    async def generate(self, requests):
+        generating.touch()
+        await asyncio.sleep(3600)
+
+    def shutdown(self):
+        shut_down.write_text("engine shut down")
+
+
+langgraph_ttc.policies.VLLMPolicy = BlockingPolicy
+from langgraph_ttc.cli import main
+
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def test_sigterm_unwinds_like_ctrl_c_so_the_engine_is_shut_down(tmp_path, dataset):
     import os
     import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
 
-    cleaned = []
+    script, generating, shut_down = (tmp_path / n for n in ("ttc.py", "generating", "shut_down"))
+    script.write_text(BLOCKING_TTC)
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([repo, os.environ.get("PYTHONPATH", "")])}
+    argv = ["eval", "--dataset", str(dataset), "--out", str(tmp_path / "out"), "--no-progress"]
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(generating), str(shut_down), *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not generating.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert generating.exists(), f"never reached generation: {process.poll()}"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "interrupted" and "Traceback" not in err
+    assert shut_down.exists(), "interrupted without shutting the policy down"
 
-    async def run_until_killed(args):
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-            await asyncio.sleep(10)
-        finally:
-            cleaned.append("engine shut down")  # where _run_on_engine calls policy.shutdown()
+
+def test_main_restores_the_sigterm_handler(tmp_path, dataset, fake_engine):
+    import signal
 
     before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(command, "run_command", run_until_killed)
-    assert cli.main(["eval", "--dataset", "d.jsonl", "--out", "o"]) == 130
-    assert cleaned == ["engine shut down"]
+    assert cli.main(["eval", "--dataset", str(dataset), "--out", str(tmp_path), "--n", "0"]) == 1
     assert signal.getsignal(signal.SIGTERM) == before

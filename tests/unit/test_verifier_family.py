@@ -271,11 +271,137 @@ def test_build_prm_sharing_needs_a_policy():
         build_prm("rlhflow", None)
 
 
-def test_cli_accepts_any_prm_spec():
-    from langgraph_ttc.cli import build_parser
+class UnstartablePolicy:
+    """Stands in for VLLMPolicy in `ttc solve`: any engine start is refused and recorded."""
 
-    args = build_parser().parse_args(["solve", "Q", "--prm", "math-shepherd:/m"])
-    assert args.prm == "math-shepherd:/m"
+    def __init__(self, model=None, *, settings=None):
+        self.model_ref, self.settings = model, settings
+        self.start_attempts, self.shutdowns = 0, 0
+
+    async def start(self):
+        self.start_attempts += 1
+        raise RuntimeError("engine start refused by the test")
+
+    async def generate(self, requests):
+        await self.start()
+
+    def shutdown(self):
+        self.shutdowns += 1
+
+
+@pytest.fixture
+def solve_without_engines(monkeypatch):
+    """Run `ttc solve` up to the engine start; return (exit code, stderr, policies, verifier)."""
+    from langgraph_ttc import cli, verifiers
+    from langgraph_ttc.verifiers.engine import EngineHandle
+
+    built, policies = [], []
+    real_build_prm = verifiers.build_prm
+
+    def recording_build_prm(spec, policy=None, **kwargs):
+        built.append(real_build_prm(spec, policy, **kwargs))
+        return built[-1]
+
+    def new_policy(model=None, *, settings=None):
+        policies.append(UnstartablePolicy(model, settings=settings))
+        return policies[-1]
+
+    async def refuse_engine(self):
+        raise AssertionError("a verifier engine was started")
+
+    monkeypatch.setattr("langgraph_ttc.policies.VLLMPolicy", new_policy)
+    monkeypatch.setattr("langgraph_ttc.policies.vllm.VLLMPolicy", new_policy)
+    monkeypatch.setattr(EngineHandle, "start", refuse_engine)
+    monkeypatch.setattr(verifiers, "build_prm", recording_build_prm)
+
+    def solve(*options):
+        code = cli.main(["solve", "What is 2 + 3?", "--n", "2", *options])
+        return code, built[-1] if built else "not built", policies
+
+    return solve
+
+
+POLICY_PATH = "/models/policy"
+
+
+@pytest.mark.parametrize(
+    "spec,check",
+    [
+        ("none", lambda prm, policy: prm is None),
+        ("arithmetic", lambda prm, policy: isinstance(prm, ArithmeticVerifier)),
+        (
+            "judge",
+            lambda prm, policy: (
+                isinstance(prm, LLMJudgePRM) and prm.policy is policy and not prm.owns_policy
+            ),
+        ),
+        (
+            "judge:/models/judge",
+            lambda prm, policy: (
+                isinstance(prm, LLMJudgePRM)
+                and prm.owns_policy
+                and prm.policy is not policy
+                and prm.policy.model_ref == "/models/judge"
+            ),
+        ),
+        (
+            "pooling:/models/prm",
+            lambda prm, policy: (
+                isinstance(prm, VLLMPoolingPRM)
+                and prm.handle.model_ref == "/models/prm"
+                and prm.handle.engine_from is None
+            ),
+        ),
+        (
+            "rlhflow",
+            lambda prm, policy: (
+                isinstance(prm, TokenProbPRM)
+                and prm.format == "rlhflow"
+                and prm.handle.engine_from is policy
+            ),
+        ),
+        (
+            f"math-shepherd:{POLICY_PATH}",
+            lambda prm, policy: (
+                isinstance(prm, TokenProbPRM)
+                and prm.format == "math-shepherd"
+                and prm.handle.engine_from is policy
+            ),
+        ),
+        (
+            "rlhflow:/models/prm",
+            lambda prm, policy: (
+                isinstance(prm, TokenProbPRM)
+                and prm.handle.engine_from is None
+                and prm.handle.model_ref == "/models/prm"
+            ),
+        ),
+    ],
+)
+def test_cli_accepts_any_prm_spec(solve_without_engines, capsys, spec, check):
+    code, prm, policies = solve_without_engines("--prm", spec, "--model", POLICY_PATH)
+    # the command got as far as starting the policy engine, with the verifier the spec names
+    assert code == 1 and "engine start refused" in capsys.readouterr().err
+    policy = policies[0]
+    assert policy.model_ref == POLICY_PATH and policy.start_attempts == 1
+    assert check(prm, policy), f"--prm {spec} built {prm!r}"
+    assert all(p.start_attempts == 0 for p in policies[1:])  # a judge's own engine: not yet
+    assert policy.shutdowns == 1  # shut down on the way out, also for a shared verifier
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("bogus", "error: unknown --prm 'bogus'"),
+        ("pooling", "error: --prm pooling needs a model: pooling:PATH"),
+        ("arithmetic:/x", "error: --prm arithmetic takes no model path"),
+    ],
+)
+def test_cli_rejects_bad_prm_specs_before_any_engine(solve_without_engines, capsys, spec, message):
+    code, prm, policies = solve_without_engines("--prm", spec)
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(message) and "Traceback" not in err
+    assert prm == "not built" and all(p.start_attempts == 0 for p in policies)
 
 
 def test_close_prm_stops_only_engines_the_verifier_owns():
