@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 from langgraph.graph.state import CompiledStateGraph
 
+from langgraph_ttc.strategies import STRATEGY_NAMES
+
 GRAPHS_DIR = Path(__file__).resolve().parents[2] / "graphs"
 SPEC = json.loads((GRAPHS_DIR / "langgraph.json").read_text())
 
 
 def test_langgraph_json_lists_every_strategy():
-    assert set(SPEC["graphs"]) == {"best_of_n", "beam_search", "dvts", "self_refine"}
+    assert set(SPEC["graphs"]) == set(STRATEGY_NAMES)
 
 
 @pytest.mark.parametrize("name", sorted(SPEC["graphs"]))

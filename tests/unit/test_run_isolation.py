@@ -1,0 +1,142 @@
+"""Faulty backends get clear errors or isolated failures; cancelling a run always cancels it."""
+
+import asyncio
+import time
+
+import pytest
+
+from langgraph_ttc import create_best_of_n, create_self_refine
+from langgraph_ttc.strategies import PolicyContractError, PolicyTimeoutError
+from langgraph_ttc.types import Completion
+from tests.fakes import KeywordPRM, ScriptedPolicy, seeded_arithmetic
+
+
+class WrongCountPolicy:
+    def __init__(self, extra):
+        self.extra = extra
+
+    async def generate(self, requests):
+        done = Completion("x \\boxed{1}", "stop", None, 3)
+        return [[done] * (r.n + self.extra) for r in requests]
+
+
+@pytest.mark.parametrize("extra", [-1, 1])
+async def test_wrong_number_of_completions_is_a_contract_error(extra):
+    graph = create_best_of_n(WrongCountPolicy(extra), None, n=4)
+    with pytest.raises(
+        PolicyContractError, match=rf"returned {4 + extra} completions for request 0 \(n=4\)"
+    ):
+        await graph.ainvoke({"problem": "p"})
+
+
+async def test_none_from_the_policy_is_a_contract_error():
+    class NonePolicy:
+        async def generate(self, requests):
+            return None
+
+    with pytest.raises(PolicyContractError, match="returned NoneType results for 1 requests"):
+        await create_best_of_n(NonePolicy(), None, n=2).ainvoke({"problem": "p"})
+
+
+async def test_a_policy_that_never_answers_times_out():
+    class HungPolicy:
+        async def generate(self, requests):
+            await asyncio.sleep(3600)
+
+    graph = create_best_of_n(HungPolicy(), None, n=2, policy_timeout=0.1)
+    started = time.perf_counter()
+    with pytest.raises(PolicyTimeoutError, match=r"policy_timeout=0\.1s"):
+        await graph.ainvoke({"problem": "p"})
+    assert time.perf_counter() - started < 2
+
+
+class HungPRM:
+    def __init__(self):
+        self.calls = 0
+
+    async def score(self, problem, solutions):
+        self.calls += 1
+        await asyncio.sleep(3600)
+
+
+async def test_a_hung_verifier_costs_one_timeout_per_round_not_one_per_candidate():
+    prm = HungPRM()
+    graph = create_best_of_n(ScriptedPolicy(seeded_arithmetic), prm, n=8, prm_timeout=0.2)
+    started = time.perf_counter()
+    out = await graph.ainvoke({"problem": "p"})
+    elapsed = time.perf_counter() - started
+    assert elapsed < 1.0, elapsed  # (n + 1) x timeout would be 1.8 s
+    assert prm.calls == 1 and out["usage"]["prm_calls"] == 1
+    assert len(out["usage"]["errors"]) == 8 and all(
+        "timed out" in e for e in out["usage"]["errors"]
+    )
+    assert out["answer"] is not None  # the run still selects, from unscored candidates
+
+
+class NoisyPRM:
+    def __init__(self, value):
+        self.value = value
+
+    async def score(self, problem, solutions):
+        return [[self.value] * len(steps) for steps in solutions]
+
+
+async def test_float_noise_above_one_is_clipped_not_rejected():
+    graph = create_best_of_n(ScriptedPolicy(seeded_arithmetic), NoisyPRM(1 + 1e-12), n=3)
+    out = await graph.ainvoke({"problem": "p"})
+    assert out["usage"]["errors"] == []
+    assert all(c["score"] == 1.0 for c in out["candidates"])
+
+
+async def test_a_real_out_of_range_score_is_an_isolated_error():
+    graph = create_best_of_n(ScriptedPolicy(seeded_arithmetic), NoisyPRM(1.5), n=2)
+    out = await graph.ainvoke({"problem": "p"})
+    assert len(out["usage"]["errors"]) == 2 and "not in [0, 1]" in out["usage"]["errors"][0]
+
+
+class SignallingPRM:
+    """Answers at once and tells the test it has just answered."""
+
+    def __init__(self):
+        self.answered = asyncio.Event()
+
+    async def score(self, problem, solutions):
+        await asyncio.sleep(0)
+        self.answered.set()
+        return [[0.5] * len(steps) for steps in solutions]
+
+
+async def test_cancelling_right_as_the_verifier_answers_always_cancels():
+    cancelled = 0
+    for attempt in range(40):
+        prm, policy = SignallingPRM(), ScriptedPolicy(seeded_arithmetic)
+        graph = create_self_refine(policy, prm, rounds=3, chains=2, seed=attempt)
+        task = asyncio.create_task(graph.ainvoke({"problem": "p"}))
+        await prm.answered.wait()
+        calls_at_cancel = len(policy.calls)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        cancelled += task.cancelled()
+        await asyncio.sleep(0.01)
+        assert len(policy.calls) == calls_at_cancel  # the run did not go on
+    assert cancelled == 40
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prm": object()}, "has no score"),
+        ({"policy": object()}, "has no generate"),
+        ({"answer_extractor": 3}, "answer_extractor must be callable"),
+        ({"step_delimiter": 7}, "step_delimiter"),
+        ({"n": 10**9}, "less than or equal to 4096"),
+        ({"temperature": float("inf")}, "finite"),
+        ({"seed": "x"}, "seed"),
+        ({"max_tokens": None}, "max_tokens"),
+    ],
+)
+def test_bad_objects_and_values_fail_at_build_time(kwargs, message):
+    args = {"policy": ScriptedPolicy(seeded_arithmetic), "prm": KeywordPRM({}), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        create_best_of_n(args.pop("policy"), args.pop("prm"), **args)
