@@ -1,16 +1,17 @@
-"""Token progress from backends to whoever listens, without backends knowing about graphs.
+"""Generation progress from backends to whoever listens, without backends knowing who.
 
-A backend calls `report(GenerationProgress(...))` while it generates; a strategy wraps its
-policy call in `with listen(callback):` and turns the reports into stream events. The listener
-lives in a context variable, so concurrent runs on one policy each hear only their own calls.
+A backend calls `report(GenerationProgress(...))` while it generates; a caller that wants the
+numbers wraps its calls in `with listen(callback):`. The listener lives in a context variable,
+so each asyncio task (each graph run) sees only its own listener, and nested `listen` blocks
+restore the outer one on exit. Without a listener, `report` does nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -18,24 +19,32 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class GenerationProgress:
-    """Where one `generate` call stands."""
+    """Totals of one generation call so far."""
 
-    tokens: int  # generated so far
+    tokens: int  # tokens generated across all samples
     sequences: int  # samples requested
-    finished: int  # samples done
+    finished: int  # samples complete
     seconds: float  # since the call started
 
 
-Listener = Callable[[GenerationProgress], None]
-_listener: contextvars.ContextVar[Listener | None] = contextvars.ContextVar(
-    "ttc_progress_listener", default=None
+ProgressListener = Callable[[GenerationProgress], None]
+
+
+@dataclass
+class _Listener:
+    callback: ProgressListener
+    failed: bool = False  # its first failure was logged; later ones are dropped quietly
+
+
+_listener: contextvars.ContextVar[_Listener | None] = contextvars.ContextVar(
+    "langgraph_ttc_progress_listener", default=None
 )
 
 
-@contextlib.contextmanager
-def listen(callback: Listener) -> Iterator[None]:
-    """Send the progress reports of calls made inside the block to `callback`."""
-    token = _listener.set(callback)
+@contextmanager
+def listen(callback: ProgressListener) -> Iterator[None]:
+    """Send every `report` made in this block (and in tasks it starts) to `callback`."""
+    token = _listener.set(_Listener(callback))
     try:
         yield
     finally:
@@ -43,11 +52,16 @@ def listen(callback: Listener) -> Iterator[None]:
 
 
 def report(progress: GenerationProgress) -> None:
-    """Tell the current listener, if any; a failing listener never breaks generation."""
-    callback = _listener.get()
-    if callback is None:
+    """Give `progress` to the current listener, if any. A failing listener never breaks the
+    generation that reports: its first exception in a `listen` block is logged, all dropped."""
+    listener = _listener.get()
+    if listener is None:
         return
     try:
-        callback(progress)
+        listener.callback(progress)
     except Exception:
-        log.warning("progress listener failed", exc_info=True)
+        if not listener.failed:
+            listener.failed = True
+            log.exception(
+                "progress listener %r failed; later failures are not logged", listener.callback
+            )

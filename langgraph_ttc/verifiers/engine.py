@@ -1,9 +1,9 @@
 """Engine plumbing the vLLM-backed verifiers share.
 
 One engine per model: a PRM either starts its own `AsyncLLM` (pooling runner for classifier
-PRMs, generative runner for token-probability PRMs) with the same `EngineSettings`,
-`build_engine_args` and `cpu_environment` as `VLLMPolicy`, or borrows the engine of a
-`VLLMPolicy` on the same model.
+PRMs, generative runner for token-probability PRMs) through `langgraph_ttc.engine.start_engine`,
+the same start-up path as `VLLMPolicy`, or borrows the engine of a `VLLMPolicy` on the same
+model.
 
 Memory split when a policy and a PRM engine run side by side:
 - GPU: `EngineSettings(gpu_memory_utilization=0.45)` for each of the two engines (vLLM's
@@ -19,19 +19,19 @@ import asyncio
 import itertools
 import logging
 import math
-import os
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from langgraph_ttc.models import resolve_model
-from langgraph_ttc.policies.vllm import (
+from langgraph_ttc.engine import (
+    EngineError,
     EngineSettings,
-    _is_cpu_platform,
+    EngineStartError,
+    StartOnce,
     build_engine_args,
-    cpu_environment,
+    probe_next_token,
+    start_engine,
 )
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class EngineHandle:
         self.engine: Any = None
         self.tokenizer: Any = None
         self.startup_seconds: float | None = None
-        self._lock: asyncio.Lock | None = None
+        self._start_once = StartOnce()
         self._ids = itertools.count()
         self._prefix = f"prm-{uuid.uuid4().hex[:8]}"  # never collides with a shared engine's ids
 
@@ -137,42 +137,24 @@ class EngineHandle:
             await self.engine_from.start()
             self.engine, self.tokenizer = self.engine_from.engine, self.engine_from.tokenizer
             return
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if self.engine is None:
-                await asyncio.to_thread(self._start)
+        await self._start_once.run(lambda: self.engine is not None, self._start)
 
     def build_args(self, model: str, on_cpu: bool) -> dict[str, Any]:
-        """`AsyncEngineArgs` keywords: `VLLMPolicy`'s `build_engine_args` plus runner and the
-        extra arguments (pure: easy to inspect and test)."""
-        args = build_engine_args(model, self.settings, on_cpu)
-        if self.runner != "generate":
-            args["runner"] = self.runner
-        args.update(self.engine_args)
-        return args
+        """The `AsyncEngineArgs` keywords `start()` uses for `model` (pure: easy to inspect)."""
+        return build_engine_args(
+            model, self.settings, on_cpu, runner=self.runner, **self.engine_args
+        )
 
     def _start(self) -> None:
         try:
-            from vllm import AsyncEngineArgs
-            from vllm.v1.engine.async_llm import AsyncLLM
-        except ImportError as exc:
-            raise PRMError("vLLM is not installed: install langgraph-ttc[cpu] or [gpu]") from exc
-        model = resolve_model(self.model_ref)
-        on_cpu = _is_cpu_platform()
-        if on_cpu:
-            for key, value in cpu_environment().items():
-                os.environ.setdefault(key, value)
-        args = self.build_args(model, on_cpu)
-        log.info("starting vLLM %s engine for a PRM: %s", self.runner, args)
-        started = time.perf_counter()
-        try:
-            engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
-        except Exception as exc:
-            raise PRMError(f"could not start the vLLM engine for {model!r}: {exc}") from exc
-        self.tokenizer = engine.get_tokenizer()
-        self.engine = engine
-        self.startup_seconds = time.perf_counter() - started
+            started = start_engine(
+                self.model_ref, self.settings, runner=self.runner, **self.engine_args
+            )
+        except EngineStartError as exc:
+            raise PRMError(str(exc)) from exc
+        self.tokenizer = started.tokenizer
+        self.engine = started.engine
+        self.startup_seconds = started.startup_seconds
 
     def shutdown(self) -> None:
         """Stop an owned engine (a borrowed one belongs to its policy); safe to call twice."""
@@ -182,9 +164,10 @@ class EngineHandle:
 
     async def probe(self, prompt_token_ids: Sequence[int], token_ids: Sequence[int]) -> Probe:
         """Next-token log-probabilities of `token_ids` after the prompt (generative runner)."""
-        from langgraph_ttc.policies.vllm import probe_next_token
-
-        logprobs, cached = await probe_next_token(
-            self.engine, prompt_token_ids, token_ids, self.request_id()
-        )
+        try:
+            logprobs, cached = await probe_next_token(
+                self.engine, prompt_token_ids, token_ids, self.request_id()
+            )
+        except EngineError as exc:
+            raise PRMError(str(exc)) from exc
         return Probe(logprobs, len(prompt_token_ids), cached)

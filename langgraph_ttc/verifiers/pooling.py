@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from langgraph_ttc.policies.vllm import EngineSettings
+from langgraph_ttc.engine import EngineSettings
 from langgraph_ttc.verifiers.engine import (
     ContextLengthError,
     EngineHandle,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from langgraph_ttc.policies.vllm import EngineSettings
+from langgraph_ttc.engine import EngineSettings
 from langgraph_ttc.types import PRM
 from langgraph_ttc.verifiers.arithmetic import ArithmeticVerifier
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph_ttc.policies.vllm import EngineSettings
+from langgraph_ttc.engine import EngineSettings
 from langgraph_ttc.verifiers.engine import (
     ContextLengthError,
     EngineHandle,

@@ -106,3 +106,20 @@ async def test_cancelling_a_run_aborts_its_engine_requests(policy):
             break
         await asyncio.sleep(0.1)
     assert policy.num_unfinished_requests == 0
+
+
+async def test_a_failing_request_stops_the_rest_of_its_batch(policy):
+    long_prompt = [{"role": "user", "content": "seven " * 3000}]  # > max_model_len=2048
+    story = [{"role": "user", "content": "Write a long story about numbers."}]
+    batch = [
+        GenerationRequest(story, n=2, max_tokens=1000, seed=1),
+        GenerationRequest(story, n=1, max_tokens=1000, seed=2),
+        GenerationRequest(long_prompt, n=1, max_tokens=8, seed=3),  # rejected by vLLM
+    ]
+    with pytest.raises(Exception, match="maximum (context|model) length") as error:
+        await policy.generate(batch)
+    assert not isinstance(error.value, BaseExceptionGroup)  # the request's own error
+    # the two story requests were aborted, not left generating 1000 tokens each
+    assert policy.num_unfinished_requests == 0 and policy.sequences_in_flight == 0
+    (ok,) = await policy.generate([GenerationRequest(QUESTION, n=1, max_tokens=2, seed=0)])
+    assert len(ok) == 1

