@@ -118,6 +118,7 @@ class EngineHandle:
         self.tokenizer: Any = None
         self.startup_seconds: float | None = None
         self._start_once = StartOnce()
+        self._limit: asyncio.Semaphore | None = None
         self._ids = itertools.count()
         self._prefix = f"prm-{uuid.uuid4().hex[:8]}"  # never collides with a shared engine's ids
 
@@ -129,6 +130,12 @@ class EngineHandle:
 
     def request_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
+
+    def limit(self, max_concurrency: int) -> asyncio.Semaphore:
+        """The bound on this engine's requests in flight (made in the running event loop)."""
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(max_concurrency)
+        return self._limit
 
     async def start(self) -> None:
         if self.engine is not None:

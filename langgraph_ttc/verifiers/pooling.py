@@ -77,7 +77,6 @@ class VLLMPoolingPRM:
         self._engine_args = dict(engine_args or {})
         self.handle = EngineHandle(model, settings=settings, runner="pooling")
         self.step_tag_id: int | None = None
-        self._limit: asyncio.Semaphore | None = None
 
     async def start(self) -> None:
         if self.handle.engine is not None:
@@ -121,11 +120,10 @@ class VLLMPoolingPRM:
         if not solutions:
             return []
         await self.start()
-        if self._limit is None:
-            self._limit = asyncio.Semaphore(self.max_concurrency)
+        limit = self.handle.limit(self.max_concurrency)
         return await bounded_gather(
             [lambda steps=steps: self._score_one(problem, steps) for steps in solutions],
-            self._limit,
+            limit,
         )
 
     async def _score_one(self, problem: str, steps: Sequence[str]) -> list[float]:

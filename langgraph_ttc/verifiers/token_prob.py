@@ -22,7 +22,6 @@ must be a token-exact prefix of the whole prompt (`locate_read_positions`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -160,7 +159,6 @@ class TokenProbPRM:
         # An own engine on CPU gets 32-token KV blocks: growing beam prefixes then hit the
         # prefix cache 89% of the time instead of 54% with the default 128 (bench/).
         self.handle = EngineHandle(model, settings=settings, engine_from=engine_from)
-        self._limit: asyncio.Semaphore | None = None
         self.prompt_tokens = 0
         self.cached_tokens = 0
 
@@ -200,8 +198,7 @@ class TokenProbPRM:
         if not solutions:
             return []
         await self.start()
-        if self._limit is None:
-            self._limit = asyncio.Semaphore(self.max_concurrency)
+        limit = self.handle.limit(self.max_concurrency)
         label_ids = self.label_ids()
         probes: list[tuple[int, list[int]]] = []  # (candidate, prompt ids) per step
         for j, steps in enumerate(solutions):
@@ -215,7 +212,7 @@ class TokenProbPRM:
                 )
             probes += [(j, ids[: p + 1]) for p in positions]
         results = await bounded_gather(
-            [lambda ids=ids: self.handle.probe(ids, label_ids) for _, ids in probes], self._limit
+            [lambda ids=ids: self.handle.probe(ids, label_ids) for _, ids in probes], limit
         )
         scores: list[list[float]] = [[] for _ in solutions]
         for (j, _), probe in zip(probes, results, strict=True):

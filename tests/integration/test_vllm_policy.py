@@ -116,7 +116,7 @@ async def test_a_failing_request_stops_the_rest_of_its_batch(policy):
         GenerationRequest(story, n=1, max_tokens=1000, seed=2),
         GenerationRequest(long_prompt, n=1, max_tokens=8, seed=3),  # rejected by vLLM
     ]
-    with pytest.raises(Exception, match="maximum (context|model) length") as error:
+    with pytest.raises(Exception, match=r"maximum (context|model) length") as error:
         await policy.generate(batch)
     assert not isinstance(error.value, BaseExceptionGroup)  # the request's own error
     # the two story requests were aborted, not left generating 1000 tokens each
