@@ -40,6 +40,7 @@ _BOX_TOKENS = re.compile(r"\\(?:boxed|fbox)\s*\{|[{}]")
 _ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is\s*:?|:|=)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
+_LATEX_MARKUP = re.compile(r"[\\{}^]")
 
 
 def extract_boxed(text: str) -> str | None:
@@ -111,6 +112,8 @@ def strict_answer(text: str) -> str | None:
     stated = _stated_text(text)
     if stated is None:
         return None
+    if _LATEX_MARKUP.search(stated):  # a formula such as \frac{1}{2}: keep it whole
+        return _within_cap(stated)
     return _last_number(stated) or _within_cap(stated)
 
 
