@@ -40,6 +40,7 @@ _BOX_TOKENS = re.compile(r"\\(?:boxed|fbox)\s*\{|[{}]")
 _ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is\s*:?|:|=)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
+_LINE_END = re.compile(r"[\n$]")
 _LATEX_MARKUP = re.compile(r"[\\{}^]")
 
 
@@ -85,10 +86,8 @@ def _stated_text(text: str) -> str | None:
             start += 1
         if start < len(text) and text[start] == "$":
             start += 1
-        end = len(text)
-        for stop in ("\n", "$"):
-            found = text.find(stop, start, end)
-            end = found if found != -1 else end
+        line_end = _LINE_END.search(text, start)  # the nearest stop: no rescans of the rest
+        end = line_end.start() if line_end else len(text)
         sentence_end = _SENTENCE_END.search(text, start, end)
         stated = text[start : sentence_end.start() if sentence_end else end].strip()
         if stated:

@@ -1,7 +1,9 @@
 """A verifier that re-checks the arithmetic a solution writes down.
 
 Every equality "a op b = c" found in a step is parsed with a small recursive-descent parser over
-exact fractions (no `eval`, bounded length, digits and exponents) and checked. The score of step
+exact fractions (no `eval`) and checked. Model output is untrusted, so all work is bounded: the
+length of an expression, of a number, of a step and of a solution, the nesting depth, the
+exponent and the size of every intermediate value (see the MAX_* constants). The score of step
 i estimates the probability that the solution so far is right from the checks seen up to step i:
 (1 + correct) / (2 + checked), a Laplace estimate, so a step with nothing to check stays neutral
 (0.5) and one wrong equality pulls every later step down.
@@ -23,7 +25,7 @@ MAX_NESTING = 16  # parentheses and unary signs in a row
 MAX_CHECKS_PER_STEP = 50
 MAX_ATTEMPTS_PER_STEP = 200  # '=' signs looked at per step, checkable or not
 MAX_STEP_CHARS = 20_000  # a longer step is not checked (it scores like a step with no checks)
-MAX_SOLUTION_CHARS = 200_000  # steps past this many characters of a solution are not checked
+MAX_SOLUTION_CHARS = 100_000  # steps past this many characters of a solution are not checked
 
 _LATEX_REWRITES = [
     (re.compile(r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}"), r"((\1)/(\2))"),

@@ -82,6 +82,12 @@ def test_unclosed_boxes_are_scanned_once():
     assert extract_boxed(text + "7}") == "7"
 
 
+def test_many_empty_statements_are_not_rescanned():
+    text = "answer:$$" * 100_000
+    assert _seconds(strict_answer, text) < PER_CALL_S
+    assert strict_answer(text) is None
+
+
 def test_unclosed_text_commands_normalise_fast():
     text = "\\text{" * 10_000
     assert _seconds(normalize_answer, text) < PER_CALL_S
@@ -341,6 +347,8 @@ MEGABYTE_INPUTS = {
     "digits": "9" * MB,
     "tower": "(9^12)^12=" * (MB // 10),
     "statements": "the answer is " * (MB // 14),
+    "empty statements": "answer:$$" * (MB // 9),
+    "equations": "1+1=2\n\n" * (MB // 7),
     "mix": "\\boxed{ \\text{( 9^12 = the answer is $ {}}\n\n" * (MB // 42),
 }
 
