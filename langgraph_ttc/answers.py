@@ -40,8 +40,8 @@ _BOX_TOKENS = re.compile(r"\\(?:boxed|fbox)\s*\{|[{}]")
 _ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is\s*:?|:|=)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
-_LINE_END = re.compile(r"[\n$]")
-_LATEX_MARKUP = re.compile(r"[\\{}^]")
+_LINE_END = re.compile(r"\n|(?<!\\)\$")  # a newline or an unescaped $
+_LATEX_MARKUP = re.compile(r"\\[a-zA-Z]|[{}^]")  # a command, a group or a power
 
 
 def extract_boxed(text: str) -> str | None:

@@ -52,6 +52,7 @@ def test_extract_answer_falls_back_to_stated_or_last_number(text, expected):
         ("the answer is 3.5 cups.", "3.5"),
         ("The answer is x^2 + 1\nThen 7", "x^2 + 1"),
         ("The answer is 5 apples\nThen 7", "5"),
+        ("The answer is $\\$18$.", "18"),
         ("She has 3 apples and buys 4 more, so 7", None),
         ("the answer is", None),
         ("", None),

@@ -32,6 +32,7 @@ from langgraph_ttc.answers import (
 )
 from langgraph_ttc.selection import split_steps
 from langgraph_ttc.verifiers.arithmetic import (
+    MAX_NESTING,
     ArithmeticVerifier,
     ExpressionError,
     _balanced_suffix,
@@ -106,8 +107,9 @@ def test_unbalanced_parentheses_cost_linear_time():
     assert _seconds(_score_solution, solution) < PER_CALL_S
 
 
-def test_deep_nesting_raises_expression_error_not_recursion_error():
-    for expression in ["(" * 150 + "1" + ")" * 150, "-" * 190 + "1", "2^" * 90 + "1"]:
+def test_nesting_is_capped_within_the_length_limit():
+    assert evaluate("(" * MAX_NESTING + "1" + ")" * MAX_NESTING) == 1
+    for expression in ["(" * 99 + "1" + ")" * 99, "-" * 150 + "1", "2^" * 90 + "1"]:
         with pytest.raises(ExpressionError):
             evaluate(expression)
 
