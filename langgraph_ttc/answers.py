@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from fractions import Fraction
 
-from pebble import ProcessExpired, ProcessPool
+from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
 AnswerExtractor = Callable[[str], str | None]
 
@@ -172,8 +172,8 @@ class GradingTimeout(Exception):
     """Raised by `grade` when math-verify did not finish in time."""
 
 
-# Extra wall time a comparison may spend queued behind others before the caller gives up.
-_QUEUE_WAIT_S = 60.0
+GRADING_QUEUE_WAIT_S = 60.0
+"""Extra wall time a comparison may spend queued behind others before `grade` gives up."""
 
 
 def grade(prediction: str | None, reference: str, timeout: float = 5.0) -> bool:
@@ -182,7 +182,9 @@ def grade(prediction: str | None, reference: str, timeout: float = 5.0) -> bool:
     Normalised string equality and plain numbers are decided here; anything else goes to
     math-verify in a worker process that gets `timeout` seconds of run time and is killed (and
     replaced) when it overruns, so a pathological answer cannot hold the GIL or a pool slot.
-    A prediction over `MAX_ANSWER_CHARS` is wrong without being parsed.
+    Waiting for a free worker (other threads' comparisons) is not counted in `timeout`, up to
+    `GRADING_QUEUE_WAIT_S`. A prediction over `MAX_ANSWER_CHARS` is wrong without being parsed; the
+    reference is trusted.
     """
     if prediction is None or len(prediction) > MAX_ANSWER_CHARS:
         return False
@@ -192,11 +194,9 @@ def grade(prediction: str | None, reference: str, timeout: float = 5.0) -> bool:
     numbers = _as_number(predicted), _as_number(expected)
     if None not in numbers:  # plain numbers: exact comparison, no need for a symbolic parser
         return numbers[0] == numbers[1]
-    if len(reference) > MAX_ANSWER_CHARS:
-        return False
-    future = _grading_pool().schedule(_math_verify_equal, (reference, prediction), timeout=timeout)
+    future = _schedule_comparison(reference, prediction, timeout)
     try:
-        return future.result(timeout=timeout + _QUEUE_WAIT_S)
+        return future.result(timeout=timeout + GRADING_QUEUE_WAIT_S)
     except (concurrent.futures.TimeoutError, TimeoutError) as exc:
         future.cancel()  # a queued task is dropped, a running one's worker is killed
         raise GradingTimeout(f"math-verify took over {timeout}s on {prediction!r}") from exc
@@ -205,8 +205,9 @@ def grade(prediction: str | None, reference: str, timeout: float = 5.0) -> bool:
 
 
 def answers_equivalent(a: str | None, b: str | None, timeout: float = 5.0) -> bool:
-    """True when two answers are mathematically equal; a timeout counts as not equal."""
-    if a is None or b is None:
+    """True when two answers are mathematically equal; a timeout counts as not equal, and so
+    does an answer over `MAX_ANSWER_CHARS`."""
+    if a is None or b is None or len(a) > MAX_ANSWER_CHARS or len(b) > MAX_ANSWER_CHARS:
         return False
     try:
         return grade(a, b, timeout)
@@ -231,6 +232,13 @@ def _grading_pool() -> ProcessPool:
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             _pool = ProcessPool(max_workers=GRADING_WORKERS, context=context)
         return _pool
+
+
+def _schedule_comparison(gold: str, pred: str, timeout: float) -> ProcessFuture:
+    try:
+        return _grading_pool().schedule(_math_verify_equal, (gold, pred), timeout=timeout)
+    except RuntimeError:  # another thread stopped the pool in between: use a new one
+        return _grading_pool().schedule(_math_verify_equal, (gold, pred), timeout=timeout)
 
 
 def shutdown_grading_pool() -> None:
@@ -261,8 +269,8 @@ def _math_verify_equal(gold: str, pred: str) -> bool:
     """Runs in a worker process."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-    # LaTeX first (the answer is wrapped in $...$ so it is read whole), then plain expressions
-    # such as "sqrt(8)" or "1/2" that carry no LaTeX.
+    # LaTeX first (an answer is wrapped in $...$ so it is read whole; a reference given as a
+    # worked solution is read from its \boxed{} first), then plain expressions such as "1/2".
     config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     try:
         gold_parsed = parse(_as_latex(gold), extraction_config=config, parsing_timeout=None)
