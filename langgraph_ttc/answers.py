@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable
 from fractions import Fraction
@@ -226,10 +227,11 @@ def _grading_pool() -> ProcessPool:
         if _pool is None or not _pool.active:
             import math_verify  # noqa: F401 - loaded once here so forked workers start warm
 
-            # fork where available: workers inherit the loaded parser and, unlike spawn, do
-            # not re-run the caller's main module; they only run pure-Python parsing.
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            # fork on Linux: workers inherit the loaded parser and, unlike spawn, do not re-run
+            # the caller's main module; they only run pure-Python parsing. Elsewhere (macOS,
+            # Windows) the platform's default start method is the safe one.
+            linux = sys.platform.startswith("linux")
+            context = multiprocessing.get_context("fork" if linux else None)
             _pool = ProcessPool(max_workers=GRADING_WORKERS, context=context)
         return _pool
 

@@ -41,7 +41,7 @@ from langgraph_ttc.verifiers.arithmetic import (
 )
 
 PER_CALL_S = 0.5  # any call on up to 100 KB
-PER_MEGABYTE_S = 2.0  # any call on 1 MB
+PER_MEGABYTE_S = 3.0  # any call on 1 MB (quadratic work would take minutes)
 MB = 1_000_000
 
 
