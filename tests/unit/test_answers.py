@@ -7,6 +7,7 @@ from langgraph_ttc.answers import (
     extract_boxed,
     grade,
     normalize_answer,
+    strict_answer,
 )
 
 
@@ -39,6 +40,32 @@ def test_extract_boxed_matches_braces(text, expected):
 )
 def test_extract_answer_falls_back_to_stated_or_last_number(text, expected):
     assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("12 + 7 = 19\n\n\\boxed{19}", "19"),
+        ("So the answer is 1,250.", "1250"),
+        ("The final answer is: 42", "42"),
+        ("The answer is $\\frac{1}{2}$.", "\\frac{1}{2}"),
+        ("the answer is 3.5 cups.", "3.5"),
+        ("The answer is x^2 + 1\nThen 7", "x^2 + 1"),
+        ("The answer is 5 apples\nThen 7", "5"),
+        ("The answer is $\\$18$.", "18"),
+        ("She has 3 apples and buys 4 more, so 7", None),
+        ("the answer is", None),
+        ("", None),
+    ],
+)
+def test_strict_answer_reads_only_what_is_stated(text, expected):
+    assert strict_answer(text) == expected
+
+
+def test_stated_decimals_and_formulas_are_read_whole():
+    # Used to give "3" (the '.' ended the statement) and "2" (the formula's last number).
+    assert extract_answer("So the answer is 3.5.") == "3.5"
+    assert extract_answer("The answer is $\\frac{1}{2}$.") == "\\frac{1}{2}"
 
 
 def test_boxed_only_has_no_fallback():

@@ -4,6 +4,8 @@ from fractions import Fraction
 import pytest
 
 from langgraph_ttc.verifiers.arithmetic import (
+    MAX_SOLUTION_CHARS,
+    MAX_STEP_CHARS,
     ArithmeticVerifier,
     ExpressionError,
     check_equalities,
@@ -73,3 +75,10 @@ def test_scores_are_laplace_estimates_over_the_prefix():
 def test_work_is_bounded_per_step():
     step = ", ".join(["1 + 1 = 2"] * 500)
     assert len(check_equalities(step)) == 50
+
+
+def test_over_long_steps_and_solutions_are_not_checked():
+    assert check_equalities("1 + 1 = 3 " + " " * MAX_STEP_CHARS) == []
+    filler = "words " * (MAX_SOLUTION_CHARS // 6)
+    scores = ArithmeticVerifier().score_steps(["1 + 1 = 3", filler, "2 + 2 = 4"])
+    assert scores == [1 / 3, 1 / 3, 1 / 3]  # the last step lies past the budget: not checked
