@@ -1,6 +1,12 @@
 """langgraph-ttc: test-time compute strategies as composable LangGraph graphs on vLLM."""
 
-from langgraph_ttc.answers import answers_equivalent, extract_answer, extract_boxed
+from langgraph_ttc.answers import (
+    MAX_ANSWER_CHARS,
+    answers_equivalent,
+    extract_answer,
+    extract_boxed,
+    strict_answer,
+)
 from langgraph_ttc.selection import aggregate, select, split_steps
 from langgraph_ttc.strategies import (
     create_beam_search,
@@ -12,6 +18,7 @@ from langgraph_ttc.strategies import (
 from langgraph_ttc.types import PRM, Candidate, Completion, GenerationRequest, Policy
 
 __all__ = [
+    "MAX_ANSWER_CHARS",
     "PRM",
     "Candidate",
     "Completion",
@@ -28,5 +35,6 @@ __all__ = [
     "extract_boxed",
     "select",
     "split_steps",
+    "strict_answer",
 ]
 __version__ = "0.1.0"

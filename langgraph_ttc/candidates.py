@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from langgraph_ttc.answers import AnswerExtractor, extract_boxed
+from langgraph_ttc.answers import AnswerExtractor, boxed_only
 from langgraph_ttc.selection import aggregate
 from langgraph_ttc.types import Candidate, Completion
 
@@ -82,7 +82,7 @@ def with_answer(candidate: Candidate, extractor: AnswerExtractor) -> Candidate:
     """The answer of a finished candidate. A solution cut by the token limit counts only an
     answer it boxed: a stray number in broken text is not an answer."""
     if candidate["finish_reason"] == "length":
-        answer = extract_boxed(candidate["text"]) or None
+        answer = boxed_only(candidate["text"])
     else:
         answer = extractor(candidate["text"])
     return {**candidate, "answer": answer}
