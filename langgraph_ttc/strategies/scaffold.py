@@ -102,8 +102,17 @@ def resolve_problem(state: State) -> str:
     return problem.strip()
 
 
-def chat_messages(problem: str, system_prompt: str) -> list[dict[str, str]]:
+def chat_messages(
+    problem: str, system_prompt: str, examples: Sequence[Sequence[str]] = ()
+) -> list[dict[str, str]]:
+    """The conversation a solution continues: system prompt, worked examples as earlier
+    user/assistant turns, then the problem."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    for example_problem, example_solution in examples:
+        messages += [
+            {"role": "user", "content": example_problem},
+            {"role": "assistant", "content": example_solution},
+        ]
     return [*messages, {"role": "user", "content": problem}]
 
 
@@ -123,7 +132,7 @@ class Run(Generic[S]):
     extractor: AnswerExtractor
 
     def messages(self) -> list[dict[str, str]]:
-        return chat_messages(self.problem, self.settings.system_prompt)
+        return chat_messages(self.problem, self.settings.system_prompt, self.settings.examples)
 
     def solution_request(self, n: int, seed: int | None) -> GenerationRequest:
         """Sample `n` whole solutions of the problem."""

@@ -54,6 +54,9 @@ class StrategySettings(BaseModel):
     selection: Selection = Field("weighted", description="how the answer is chosen")
     aggregation: Aggregation = Field("last", description="step scores -> solution score")
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    examples: tuple[tuple[str, str], ...] = Field(
+        (), max_length=64, description="worked (problem, solution) pairs shown before the problem"
+    )
     step_delimiter: str = Field(DEFAULT_STEP_DELIMITER, min_length=1)
     prm_timeout: Seconds | None = Field(120.0, description="seconds per verifier call")
     policy_timeout: Seconds | None = Field(600.0, description="seconds per policy call")

@@ -136,3 +136,17 @@ async def test_bad_problem_is_named(inp, message):
     with pytest.raises(ValueError, match=message):
         await graph.ainvoke(inp)
     assert policy.calls == []
+
+
+async def test_worked_examples_come_before_the_problem_as_chat_turns():
+    examples = [("What is 1 + 1?", "1 + 1 = 2.\n\n\\boxed{2}")]
+    graph, policy = best_of_n(n=2, examples=examples)
+    await graph.ainvoke({"problem": "What is 2 + 2?"})
+    roles = [(m["role"], m["content"]) for m in policy.calls[0][0].messages]
+    assert roles[1:] == [
+        ("user", "What is 1 + 1?"),
+        ("assistant", "1 + 1 = 2.\n\n\\boxed{2}"),
+        ("user", "What is 2 + 2?"),
+    ]
+    await graph.ainvoke({"problem": "What is 2 + 2?"}, context={"examples": []})
+    assert [m["role"] for m in policy.calls[1][0].messages] == ["system", "user"]
