@@ -47,17 +47,23 @@ class StrategySettings(BaseModel):
             raise SettingsError(describe(error)) from None
 
     n: int = Field(8, ge=1, le=MAX_N, description="samples, beams or chains")
-    temperature: float = Field(0.8, ge=0, le=10, allow_inf_nan=False)
-    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+    temperature: float = Field(
+        0.8, ge=0, le=10, allow_inf_nan=False, description="sampling temperature; 0 is greedy"
+    )
+    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False, description="nucleus sampling")
     max_tokens: int = Field(1024, ge=1, le=MAX_TOKENS, description="generated tokens per solution")
     seed: int | None = Field(None, description="makes runs reproducible")
     selection: Selection = Field("weighted", description="how the answer is chosen")
     aggregation: Aggregation = Field("last", description="step scores -> solution score")
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str = Field(
+        DEFAULT_SYSTEM_PROMPT, description="system message of every solution"
+    )
     examples: tuple[tuple[str, str], ...] = Field(
         (), max_length=64, description="worked (problem, solution) pairs shown before the problem"
     )
-    step_delimiter: str = Field(DEFAULT_STEP_DELIMITER, min_length=1)
+    step_delimiter: str = Field(
+        DEFAULT_STEP_DELIMITER, min_length=1, description="text that ends a step"
+    )
     prm_timeout: Seconds | None = Field(120.0, description="seconds per verifier call")
     policy_timeout: Seconds | None = Field(600.0, description="seconds per policy call")
 
@@ -67,6 +73,7 @@ class StrategySettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _known_fields_only(cls, values: Any) -> Any:
+        """An unknown setting is an error that names the valid ones."""
         if isinstance(values, dict):
             unknown = [k for k in values if k not in cls.model_fields and k not in cls.aliases]
             if unknown:
@@ -79,6 +86,7 @@ class StrategySettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> StrategySettings:
+        """temperature 0 needs n=1 (otherwise n identical samples)."""
         if self.temperature == 0 and self.n > 1:
             raise ValueError(
                 f"temperature 0 with n={self.n} would sample {self.n} identical candidates; "
@@ -101,14 +109,15 @@ class StrategySettings(BaseModel):
 class SearchSettings(StrategySettings):
     """Step-level searches (beam search, DVTS): `n` beams, expansion factor `beam_width`."""
 
-    beam_width: int = Field(2, ge=1, le=MAX_N)
+    beam_width: int = Field(2, ge=1, le=MAX_N, description="children per kept beam")
     max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
     lookahead: int = Field(0, ge=0, le=16, description="greedy steps rolled out before scoring")
     max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
-    filter_duplicates: bool = True
+    filter_duplicates: bool = Field(True, description="beam search: drop beams whose text repeats")
 
     @model_validator(mode="after")
     def _whole_subtrees(self) -> SearchSettings:
+        """n must be a multiple of beam_width."""
         if self.n % self.beam_width != 0:
             raise ValueError(f"n ({self.n}) must be a multiple of beam_width ({self.beam_width})")
         return self
@@ -121,9 +130,11 @@ class RefineSettings(StrategySettings):
     """Self-refinement: `n` parallel chains (per run also "chains"), `rounds` revisions each."""
 
     aliases: ClassVar[dict[str, str]] = {"chains": "n"}
-    n: int = Field(1, ge=1, le=MAX_N, validation_alias=AliasChoices("n", "chains"))
+    n: int = Field(
+        1, ge=1, le=MAX_N, validation_alias=AliasChoices("n", "chains"), description="chains"
+    )
     rounds: int = Field(2, ge=0, le=MAX_ROUNDS, description="critique + revise rounds")
-    critique_tokens: int = Field(256, ge=1, le=MAX_TOKENS)
+    critique_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per critique")
 
 
 def describe(error: ValidationError) -> str:

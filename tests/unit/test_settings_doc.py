@@ -1,0 +1,34 @@
+"""docs/settings.md is the rendering of the settings models: regenerate it when they change."""
+
+from pathlib import Path
+
+from langgraph_ttc.strategies.registry import STRATEGIES
+from langgraph_ttc.strategies.settings import RefineSettings, SearchSettings, StrategySettings
+from langgraph_ttc.strategies.settings_doc import render
+
+SETTINGS_DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
+
+
+def test_docs_settings_md_is_up_to_date():
+    assert SETTINGS_DOC.read_text() == render(), (
+        "docs/settings.md is out of date: run "
+        "`python -m langgraph_ttc.strategies.settings_doc > docs/settings.md`"
+    )
+
+
+def test_every_field_and_strategy_is_documented():
+    text = render()
+    for model in (StrategySettings, SearchSettings, RefineSettings):
+        assert f"## {model.__name__}" in text
+        for name in model.model_fields:
+            assert f"| `{name}` |" in text, name
+    for name in STRATEGIES:
+        assert f"| `{name}` |" in text, name
+
+
+def test_limits_and_rules_come_from_the_models():
+    text = render()
+    assert "| `n` | int | `8` | >= 1, <= 4096 |" in text
+    assert "| `prm_timeout` | float \\| None | `120.0` | > 0 |" in text
+    assert "n must be a multiple of beam_width." in text
+    assert "(per run also `chains`)" in text
