@@ -129,7 +129,7 @@ def extract_answer(text: str) -> str | None:
 
 
 def boxed_only(text: str) -> str | None:
-    """Strict extractor for users who want no fallback (DESIGN's plain contract)."""
+    """Only a boxed answer, no fallback: the plain `\\boxed{}` contract (docs/algorithms.md)."""
     return _within_cap(extract_boxed(text))
 
 

@@ -1,5 +1,7 @@
-"""docs/settings.md is the rendering of the settings models: regenerate it when they change."""
+"""The docs stay true to the code: docs/settings.md is rendered from the settings models, and
+every docs/ page the code names exists."""
 
+import re
 from pathlib import Path
 
 from langgraph_ttc.strategies.registry import STRATEGIES
@@ -32,3 +34,13 @@ def test_limits_and_rules_come_from_the_models():
     assert "| `prm_timeout` | float \\| None | `120.0` | > 0 |" in text
     assert "n must be a multiple of beam_width." in text
     assert "(per run also `chains`)" in text
+
+
+def test_docs_named_in_the_code_exist():
+    root = Path(__file__).resolve().parents[2]
+    named = set()
+    for source in [*root.glob("langgraph_ttc/**/*.py"), root / "README.md"]:
+        named.update(re.findall(r"docs/[\w-]+\.md", source.read_text()))
+    assert named, "no docs/ references found: the pattern is wrong"
+    missing = sorted(name for name in named if not (root / name).is_file())
+    assert not missing, f"referenced but missing: {missing}"
