@@ -4,12 +4,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.shared_data import shared_data_dir
+
 pytestmark = pytest.mark.integration
-DATASET = Path("/work/shared/data/mawps_singleop.jsonl")
+DATASET = shared_data_dir() / "mawps_singleop.jsonl"
 
 
 def ttc_eval(*args: str) -> subprocess.CompletedProcess:

@@ -3,13 +3,13 @@
 import json
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
 from langgraph_ttc.eval.datasets import DatasetError, Fields, load_problems
+from tests.shared_data import shared_data_dir
 
-SHARED = Path("/work/shared/data/mawps_singleop.jsonl")
+SHARED = shared_data_dir() / "mawps_singleop.jsonl"
 
 
 def write(path, rows):
