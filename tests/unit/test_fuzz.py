@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from langgraph_ttc.strategies import STRATEGIES, create_strategy
 from langgraph_ttc.strategies.scaffold import EmptyProblemError
-from langgraph_ttc.types import Completion
 from tests.fakes import KeywordPRM, ScriptedPolicy, alternating, seeded_arithmetic, tree_policy
 
 FUZZ = settings(
@@ -172,4 +171,3 @@ async def test_faulty_backends_give_clear_errors_or_isolated_failures(strategy, 
         return
     check_output(out)
     assert all(isinstance(e, str) and e for e in out["usage"]["errors"])
-
