@@ -73,6 +73,7 @@ def with_scores(
         "score": aggregate(step_scores, aggregation) if error is None else 0.0,
     }
     scored.pop("error", None)
+    scored.pop("lookahead_score", None)  # a grown beam's is its parent's: set anew, if at all
     if error is not None:
         scored["error"] = error
     return scored

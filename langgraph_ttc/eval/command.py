@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
+import hashlib
 import json
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +25,16 @@ from langgraph_ttc.eval.runner import done_keys, pending_work, run_eval
 from langgraph_ttc.strategies.registry import STRATEGY_NAMES as STRATEGIES
 
 # Settings that change what a row means: a resumed run must use the same ones.
-RUN_DEFINING = ("dataset", "split", "fields", "model", "prm", "settings", "beam_width")
+RUN_DEFINING = (
+    "dataset",
+    "dataset_sha256",
+    "split",
+    "fields",
+    "model",
+    "prm",
+    "settings",
+    "beam_width",
+)
 
 
 class EvalUsageError(ValueError):
@@ -77,6 +91,7 @@ def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[in
     settings = {k: getattr(args, k) for k in (*names, "rounds") if getattr(args, k) is not None}
     return {
         "dataset": args.dataset,
+        "dataset_sha256": dataset_fingerprint(args.dataset),
         "split": args.split if args.dataset.startswith("hf:") else None,
         "fields": {"problem": args.problem_field, "answer": args.answer_field, "id": args.id_field},
         "model": args.model or "embedded:SmolLM2-135M-Instruct",
@@ -93,6 +108,11 @@ def prepare_out_dir(out: Path, config: dict[str, Any], resume: bool) -> ResultsL
     """Create --out, or check it may be continued; never overwrites earlier results."""
     log = ResultsLog(out / "results.jsonl")
     config_path = out / "config.json"
+    if resume and log.path.exists() and not config_path.exists():
+        raise EvalUsageError(
+            f"{log.path} holds results but {config_path} is missing, so nothing shows which "
+            "settings made them; restore it, or start again in another --out"
+        )
     if resume:
         if config_path.exists():
             earlier = json.loads(config_path.read_text())
@@ -111,6 +131,44 @@ def prepare_out_dir(out: Path, config: dict[str, Any], resume: bool) -> ResultsL
     out.mkdir(parents=True, exist_ok=True)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     return log
+
+
+def dataset_fingerprint(spec: str) -> str | None:
+    """sha256 of a local dataset file (a file changed in place must not mix with old rows);
+    None for hub datasets, named by their spec."""
+    path = Path(spec)
+    if spec.startswith("hf:") or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on --out for the whole run: a second `ttc eval` on the same
+    directory fails at once instead of interleaving duplicate rows (POSIX advisory lock)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / ".lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise EvalUsageError(
+                f"{out} is in use by another ttc eval ({holder}); wait for it or choose "
+                "another --out"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 async def run_command(args: argparse.Namespace) -> int:
@@ -137,6 +195,18 @@ async def run_command(args: argparse.Namespace) -> int:
 
 
 async def _run(
+    args: argparse.Namespace,
+    problems: list[Problem],
+    specs: list[RunSpec],
+    config: dict[str, Any],
+    policy: Any,
+    graphs: dict[str, Any],
+) -> int:
+    with exclusive(args.out):
+        return await _run_locked(args, problems, specs, config, policy, graphs)
+
+
+async def _run_locked(
     args: argparse.Namespace,
     problems: list[Problem],
     specs: list[RunSpec],

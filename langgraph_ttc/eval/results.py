@@ -65,7 +65,8 @@ class ResultsLog:
 
     def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Append rows in one write, then flush and fsync."""
-        payload = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        # ASCII escapes: model text may hold lone surrogates, which UTF-8 cannot encode
+        payload = "".join(json.dumps(row) + "\n" for row in rows)
         if not payload:
             return
         with self.path.open("a", encoding="utf-8") as file:

@@ -155,9 +155,18 @@ async def run_item(
     except Exception as exc:  # isolated: this problem's rows record the error
         error = f"{type(exc).__name__}: {exc}"
     elapsed = time.perf_counter() - started
-    return await asyncio.to_thread(
-        build_rows, item, output, wall_time_s=elapsed, error=error, grading_timeout=grading_timeout
-    )
+    try:
+        return await asyncio.to_thread(
+            build_rows,
+            item,
+            output,
+            wall_time_s=elapsed,
+            error=error,
+            grading_timeout=grading_timeout,
+        )
+    except Exception as exc:  # grading failed on this output: record it, never stop the run
+        error = f"grading failed: {type(exc).__name__}: {exc}"
+        return build_rows(item, None, wall_time_s=elapsed, error=error)
 
 
 def done_keys(rows: Sequence[Mapping[str, Any]]) -> set[RowKey]:

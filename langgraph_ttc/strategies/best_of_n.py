@@ -7,6 +7,7 @@ Naive, weighted and majority selection all read the same samples (docs/algorithm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -39,13 +40,19 @@ async def score(state: BestOfNState, run: Run[StrategySettings]) -> dict[str, An
 
 
 def create_best_of_n(
-    policy: Policy, prm: PRM | None = None, *, strategy: str = STRATEGY, **options: Any
+    policy: Policy,
+    prm: PRM | None = None,
+    *,
+    strategy: str = STRATEGY,
+    fixed: Sequence[str] = (),
+    **options: Any,
 ) -> CompiledStateGraph:
     """Best-of-N over `policy`, ranked by `prm` (without one, selection is by majority vote).
 
     `options`: any `StrategySettings` field (n, selection, aggregation, temperature, seed,
     max_tokens, ...; see docs/settings.md) and the graph options `answer_extractor`,
     `checkpointer`, `store`, `interrupt_before`, `interrupt_after`, `debug`, `name`.
+    `strategy` names the graph in events; `fixed` lists settings a run may not override.
     """
     scaffold = Scaffold(
         strategy,
@@ -56,6 +63,7 @@ def create_best_of_n(
         options,
         init=lambda settings: {"pool": []},
         final=lambda state, run: state["pool"],
+        fixed=fixed,
     )
     scaffold.add_nodes(generate, score)
     scaffold.add_path("prepare", "generate", "score", "select")

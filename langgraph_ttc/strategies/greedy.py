@@ -20,8 +20,8 @@ STRATEGY = "greedy"
 def create_greedy(policy: Policy, prm: PRM | None = None, **options: Any) -> CompiledStateGraph:
     """A greedy-decoding graph (one sample, temperature 0) over `policy`.
 
-    `options` as for `create_best_of_n`, except the sampling ones. Per-run overrides of `n`
-    would turn it into sampling; they are rejected (temperature 0 with n > 1).
+    `options` as for `create_best_of_n`, except `n`, `temperature` and `seed`, which greedy
+    decoding fixes, at build time and per run.
     """
     fixed = {"n": 1, "temperature": 0.0, "seed": None}
     clash = sorted(set(fixed) & set(options))
@@ -29,5 +29,10 @@ def create_greedy(policy: Policy, prm: PRM | None = None, **options: Any) -> Com
         raise ValueError(f"greedy decoding fixes {', '.join(clash)}; use create_best_of_n")
     selection = "naive" if prm is not None else "majority"
     return create_best_of_n(
-        policy, prm, strategy=STRATEGY, **fixed, **{"selection": selection, **options}
+        policy,
+        prm,
+        strategy=STRATEGY,
+        fixed=tuple(fixed),
+        **fixed,
+        **{"selection": selection, **options},
     )

@@ -195,7 +195,7 @@ class Run(Generic[S]):
         texts = rollouts if rollouts is not None else [c["text"] for c in candidates]
         steps = [self.steps(text) for text in texts]
         rows, errors, calls = await score_steps(
-            self.prm, self.problem, steps, self.settings.prm_timeout
+            self.prm, self.problem, steps, self.settings.prm_timeout, [c["id"] for c in candidates]
         )
         scored = []
         for candidate, row, error in zip(candidates, rows, errors, strict=True):
@@ -249,12 +249,14 @@ async def score_steps(
     problem: str,
     steps_per_candidate: Sequence[Sequence[str]],
     seconds: float | None,
+    ids: Sequence[int] | None = None,
 ) -> tuple[list[list[float]], list[str | None], int]:
     """(step scores, error or None, verifier calls) per candidate; candidates without steps
     are not sent. One batched call; if it fails, each candidate is retried alone, all at once,
     so a bad candidate costs only its own score. A timed-out batch is not retried: a hung
     verifier costs one timeout per scoring round, not one per candidate."""
     to_score = [i for i, steps in enumerate(steps_per_candidate) if steps]
+    names = list(ids) if ids is not None else list(range(len(steps_per_candidate)))
     rows: list[list[float]] = [[] for _ in steps_per_candidate]
     errors: list[str | None] = [None] * len(steps_per_candidate)
     if not to_score:
@@ -271,7 +273,7 @@ async def score_steps(
         return rows, errors, 1
     except TimeoutError:
         for i in to_score:
-            errors[i] = f"PRM failed on candidate {i}: timed out after {seconds}s"
+            errors[i] = f"PRM failed on candidate {names[i]}: timed out after {seconds}s"
         return rows, errors, 1
     except Exception as batch_error:
         log.warning("PRM batch failed (%s); scoring candidates one at a time", batch_error)
@@ -281,7 +283,7 @@ async def score_steps(
             if not isinstance(result, Exception):
                 raise result  # cancellation
             reason = f"timed out after {seconds}s" if isinstance(result, TimeoutError) else result
-            errors[i] = f"PRM failed on candidate {i}: {type(result).__name__}: {reason}"
+            errors[i] = f"PRM failed on candidate {names[i]}: {type(result).__name__}: {reason}"
         else:
             rows[i] = result[0]
     return rows, errors, 1 + len(to_score)
@@ -330,6 +332,7 @@ class Scaffold(Generic[S]):
         supersteps: Callable[[S], int] = lambda settings: 5,
         loop_setting: str = "",
         needs_prm: bool = False,
+        fixed: Sequence[str] = (),
     ) -> None:
         check_backends(strategy, policy, prm, needs_prm)
         graph_options = {k: v for k, v in options.items() if k in GRAPH_OPTIONS}
@@ -346,6 +349,7 @@ class Scaffold(Generic[S]):
         self.compile_options = graph_options
         self.init, self.final, self.supersteps = init, final, supersteps
         self.loop_setting = loop_setting
+        self.fixed = tuple(fixed)  # settings a run may not override (greedy's n, temperature)
         self.context_schema = self._context_schema()
         self.graph = StateGraph(
             state_schema,
@@ -436,6 +440,12 @@ class Scaffold(Generic[S]):
                 overrides[key] = value
         if not overrides:
             return self.defaults
+        fixed = {k: getattr(self.defaults, k) for k in self.fixed}
+        changed = [f"{k}={v!r}" for k, v in fixed.items() if overrides.get(k, v) != v]
+        if changed:
+            raise SettingsError(
+                f"{self.strategy} fixes {', '.join(changed)}; a run cannot change it"
+            )
         aliased = {self.settings_model.aliases.get(k, k) for k in overrides}
         base = self.defaults.model_dump(exclude=aliased)
         settings = self.settings_model(**base, **overrides)

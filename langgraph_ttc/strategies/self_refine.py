@@ -68,7 +68,10 @@ def revise_messages(problem: str, solution: str, critique: str) -> list[dict[str
 
 
 def seed_for(settings: RefineSettings, phase: int, chain: int) -> int | None:
-    return None if settings.seed is None else settings.seed + 1000 * phase + chain
+    """A distinct seed per (phase, chain): phases are `max(1000, n)` apart."""
+    if settings.seed is None:
+        return None
+    return settings.seed + max(1000, settings.n) * phase + chain
 
 
 def latest(state: SelfRefineState) -> list[Candidate]:

@@ -1,7 +1,8 @@
 import pytest
 
 from langgraph_ttc import create_greedy
-from tests.fakes import KeywordPRM, cycling
+from langgraph_ttc.verifiers import ArithmeticVerifier
+from tests.fakes import KeywordPRM, ScriptedPolicy, cycling, seeded_arithmetic
 
 
 async def test_one_sample_at_temperature_zero_with_the_output_contract():
@@ -22,5 +23,13 @@ async def test_without_a_verifier_and_with_sampling_overrides_rejected():
     graph = create_greedy(policy)
     out = await graph.ainvoke({"problem": "1 + 2?"})
     assert out["answer"] == "3" and out["candidates"][0]["step_scores"] == []
-    with pytest.raises(ValueError, match="temperature 0"):
+    with pytest.raises(ValueError, match="greedy fixes n=1"):
         await graph.ainvoke({"problem": "1 + 2?"}, {"configurable": {"n": 4}})
+
+
+async def test_a_run_cannot_turn_greedy_into_sampling():
+    policy = ScriptedPolicy(seeded_arithmetic)
+    graph = create_greedy(policy, ArithmeticVerifier())
+    with pytest.raises(ValueError, match=r"greedy fixes temperature=0\.0"):
+        await graph.ainvoke({"problem": "1 + 2?"}, context={"temperature": 0.9})
+    assert policy.calls == []
