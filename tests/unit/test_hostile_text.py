@@ -46,9 +46,10 @@ MB = 1_000_000
 
 
 def _seconds(function: Callable[[str], object], text: str) -> float:
-    start = time.perf_counter()
+    """CPU seconds the call spent in this thread: other processes' load does not count."""
+    start = time.thread_time()
     function(text)
-    return time.perf_counter() - start
+    return time.thread_time() - start
 
 
 def _score_solution(text: str) -> list[float]:
@@ -289,12 +290,12 @@ def test_extracted_answers_respect_the_cap(text):
     ).map("".join)
 )
 def test_evaluate_only_raises_expression_error(expression):
-    start = time.perf_counter()
+    start = time.thread_time()
     try:
         evaluate(expression)
     except ExpressionError:
         pass
-    assert time.perf_counter() - start < PER_CALL_S
+    assert time.thread_time() - start < PER_CALL_S
 
 
 def _quadratic_extract_boxed(text: str) -> str | None:
