@@ -157,3 +157,31 @@ async def test_verifier_errors_name_the_candidate_id_not_its_batch_position():
     assert [e.split(":")[0] for e in out["usage"]["errors"]] == [
         f"PRM failed on candidate {i}" for i in ids
     ]
+
+
+async def test_slow_answer_comparison_does_not_block_other_runs(monkeypatch):
+    import langgraph_ttc.strategies.scaffold as scaffold
+
+    real_select = scaffold.select
+
+    def slow_select(candidates, mode):  # math-verify on a pathological answer, say
+        time.sleep(0.6)
+        return real_select(candidates, mode)
+
+    monkeypatch.setattr(scaffold, "select", slow_select)
+    graph = create_best_of_n(ScriptedPolicy(seeded_arithmetic), None, n=4)
+    gaps, running = [], True
+
+    async def heartbeat():
+        last = time.perf_counter()
+        while running:
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.gather(*(graph.ainvoke({"problem": f"p{i}"}) for i in range(3)))
+    running = False
+    await beat
+    assert max(gaps) < 0.5  # selection ran off the event loop
