@@ -20,6 +20,8 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from langgraph_ttc.strategies.scaffold import _system_key
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 LANGGRAPH = Path(sys.executable).parent / "langgraph"
@@ -106,14 +108,16 @@ async def test_beam_search_on_langgraph_dev(server_url):
     print("first run events:", dict(first_events))
     assert {"candidate", "score", "prune", "selected"} <= set(first_events)
     assert first_events["prune"] <= SETTINGS["max_iterations"]
-    assert first["task"] == FIRST
+    # `task`, the problem the policy was asked about, is internal state: read the thread's.
+    assert (await client.threads.get_state(thread["thread_id"]))["values"]["task"] == FIRST
     assert 1 <= len(first["candidates"]) <= SETTINGS["n"]
     assert first["solution"] in [c["text"] for c in first["candidates"]]
     assert first["answer"] in [c["answer"] for c in first["candidates"]]
 
     second_events, second = await stream_run(client, thread["thread_id"], SECOND)
     print("second run events:", dict(second_events))
-    assert second["task"] == SECOND  # a new task: the second question, not the first again
+    state = (await client.threads.get_state(thread["thread_id"]))["values"]
+    assert state["task"] == SECOND  # a new task: the second question, not the first again
     assert second["usage"]["policy_calls"] == second_events["prune"]  # nothing carried over
     transcript = [(m["type"], m["content"]) for m in second["messages"]]
     for role, text in transcript:
@@ -121,3 +125,9 @@ async def test_beam_search_on_langgraph_dev(server_url):
     assert [role for role, _ in transcript] == ["human", "ai", "human", "ai"]
     assert transcript[0][1] == FIRST and transcript[2][1] == SECOND
     assert transcript[1][1] == first["messages"][-1]["content"]
+
+    # What the server put in `configurable` besides the settings must read as system keys.
+    for run in await client.runs.list(thread["thread_id"]):
+        injected = set(run["kwargs"]["config"]["configurable"]) - set(SETTINGS)
+        print("server-injected configurable keys:", sorted(injected))
+        assert all(_system_key(key) for key in injected), sorted(injected)
