@@ -223,3 +223,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def check_resumed(figures: Figures, kill_after: int) -> None:
+    """The kill landed mid-search; the resumed run redid at most the iteration in flight at
+    the kill, ran only the remaining ones, and ended as the uninterrupted run did."""
+    total = figures.reference["policy_calls"]  # one policy call per iteration
+    assert kill_after <= figures.calls_before_kill < total
+    # Every finished iteration was checkpointed: at most the call in flight is lost.
+    assert figures.calls_before_kill - 1 <= figures.resumed_at_iteration < total
+    assert figures.calls_after_resume == total - figures.resumed_at_iteration
+    assert figures.resumed["answer"] == figures.reference["answer"]
+    assert figures.resumed["candidates"] == figures.reference["candidates"]

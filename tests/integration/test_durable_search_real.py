@@ -3,7 +3,7 @@ mid-search (engine and all) and resumed by a new process with its own engine."""
 
 import pytest
 
-from tests.durable_search import kill_and_resume
+from tests.durable_search import check_resumed, kill_and_resume
 
 pytestmark = pytest.mark.integration
 KILL_AFTER = 2  # policy calls started before the kill (the search takes 3 iterations)
@@ -18,9 +18,4 @@ def test_real_beam_search_survives_sigkill_with_sqlite(tmp_path):
         tmp_path, "sqlite", conn, engine="real", kill_after=KILL_AFTER, delay=0.5, timeout=900
     )
     print(figures)  # the figures, for the record (pytest -s)
-    total = figures.reference["policy_calls"]  # one policy call per iteration
-    assert figures.calls_before_kill == KILL_AFTER < total
-    assert figures.resumed_at_iteration == KILL_AFTER - 1
-    assert figures.calls_after_resume == total - figures.resumed_at_iteration
-    assert figures.resumed["answer"] == figures.reference["answer"]
-    assert figures.resumed["candidates"] == figures.reference["candidates"]
+    check_resumed(figures, KILL_AFTER)
