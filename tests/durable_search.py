@@ -94,10 +94,18 @@ def write_report(path: str, report: dict[str, Any]) -> None:
 
 
 async def child(args: argparse.Namespace) -> None:
+    policy, prm, settings = backend(args.engine)  # one engine for both runs
+    try:
+        await searches(args, policy, prm, settings)
+    finally:
+        if shutdown := getattr(policy, "shutdown", None):
+            shutdown()  # stop the engine before interpreter teardown, not in a finalizer
+
+
+async def searches(args: argparse.Namespace, policy: Policy, prm: Any, settings: dict) -> None:
     problem = FAKE_PROBLEM if args.engine == "fake" else REAL_PROBLEM
     report: dict[str, Any] = {}
     async with open_saver(args.saver, args.conn) as saver:
-        policy, prm, settings = backend(args.engine)  # one engine for both runs
 
         def graph_counting_into(calls: Path, delay: float) -> Any:
             counting = CountingPolicy(policy, calls, delay)
