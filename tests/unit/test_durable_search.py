@@ -1,0 +1,20 @@
+"""Durable search: a beam search checkpointed in SQLite or a real PostgreSQL is SIGKILLed
+mid-search in one process and resumed in another; finished iterations are not redone."""
+
+import pytest
+
+from tests.durable_search import check_resumed, kill_and_resume
+
+KILL_AFTER = 3  # policy calls started before the kill: two iterations done, one in flight
+SEARCH = {"engine": "fake", "kill_after": KILL_AFTER, "delay": 0.5, "timeout": 60}
+
+
+@pytest.mark.timeout(120)
+def test_beam_search_survives_sigkill_with_sqlite(tmp_path):
+    conn = str(tmp_path / "checkpoints.sqlite")
+    check_resumed(kill_and_resume(tmp_path, "sqlite", conn, **SEARCH), KILL_AFTER)
+
+
+@pytest.mark.timeout(120)
+def test_beam_search_survives_sigkill_with_postgres(tmp_path, postgres_uri):
+    check_resumed(kill_and_resume(tmp_path, "postgres", postgres_uri, **SEARCH), KILL_AFTER)
