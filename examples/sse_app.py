@@ -39,6 +39,7 @@ SETTINGS: dict[str, Any] = dict(
     n=4, beam_width=2, max_iterations=8, max_step_tokens=64, max_tokens=256, seed=0
 )
 MAX_PROBLEM_CHARS = 2000
+PAGE = Path(__file__).parent / "sse_app.html"
 
 
 def message(event: Mapping[str, Any]) -> ServerSentEvent:
@@ -114,8 +115,8 @@ def create_app(policy: Policy, prm: PRM, **settings: Any) -> FastAPI:
     app = FastAPI(title="langgraph-ttc beam search", lifespan=lifespan)
 
     @app.get("/", response_class=HTMLResponse)
-    async def page() -> str:
-        return PAGE
+    def page() -> str:  # read on each request: edit the page, reload the browser
+        return PAGE.read_text(encoding="utf-8")
 
     @app.get("/solve")
     async def solve(
@@ -124,9 +125,6 @@ def create_app(policy: Policy, prm: PRM, **settings: Any) -> FastAPI:
         return EventSourceResponse(search_events(graph, problem), ping=15)
 
     return app
-
-
-PAGE = (Path(__file__).parent / "sse_app.html").read_text(encoding="utf-8")
 
 
 def main() -> None:
