@@ -1,0 +1,144 @@
+"""A web page that draws a beam search as it grows, fed by Server-Sent Events.
+
+    .venv/bin/pip install 'langgraph-ttc[examples]'   # fastapi, sse-starlette, uvicorn
+    .venv/bin/python examples/sse_app.py --port 8000
+    # then open http://127.0.0.1:8000/ (add ?problem=... to start at once)
+
+- `GET /` is one self-contained HTML page, sse_app.html (no external scripts, styles or
+  fonts).
+- `GET /solve?problem=...` runs a beam search and streams its progress events (the graph's
+  "custom" stream) as Server-Sent Events, one JSON object per message, each with a "type":
+  candidate, score, prune, generation, error, selected (docs/events.md); then a last
+  {"type": "done", "answer", "solution", "usage"}, or {"type": "failed", "message"}.
+  A client that disconnects cancels its search (and the engine requests it was making).
+
+The page draws one row per beam: its id, a link to the beam it grew from, its latest step,
+its score as a bar, and whether the last prune kept or dropped it; the selected beam and the
+answer at the end. `?freeze=K` stops drawing (and the search) after K events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query
+from fastapi.responses import HTMLResponse
+from langgraph.graph.state import CompiledStateGraph
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from langgraph_ttc import create_beam_search
+from langgraph_ttc.types import PRM, Policy
+
+SETTINGS: dict[str, Any] = dict(
+    n=4, beam_width=2, max_iterations=8, max_step_tokens=64, max_tokens=256, seed=0
+)
+MAX_PROBLEM_CHARS = 2000
+PAGE = Path(__file__).parent / "sse_app.html"
+
+
+def message(event: Mapping[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(data=json.dumps(event, ensure_ascii=False))
+
+
+# Searches in flight (asyncio keeps only weak references to tasks).
+_searches: set[asyncio.Task[None]] = set()
+
+
+async def run_search(
+    graph: CompiledStateGraph, problem: str, queue: asyncio.Queue[dict[str, Any]]
+) -> None:
+    """Put the search's progress events on `queue`, then "done" (or "failed")."""
+    output: dict[str, Any] = {}
+    try:
+        async for mode, chunk in graph.astream(
+            {"problem": problem}, stream_mode=["custom", "values"]
+        ):
+            if mode == "custom":
+                queue.put_nowait(chunk)
+            else:
+                output = chunk
+    except Exception as error:  # the page shows it; the server keeps serving
+        queue.put_nowait({"type": "failed", "message": f"{type(error).__name__}: {error}"})
+        return
+    queue.put_nowait(
+        {
+            "type": "done",
+            "answer": output.get("answer"),
+            "solution": output.get("solution", ""),
+            "usage": output.get("usage", {}),
+        }
+    )
+
+
+async def search_events(graph: CompiledStateGraph, problem: str) -> AsyncIterator[ServerSentEvent]:
+    """The search's events as SSE messages. The search runs in its own task, cancelled when
+    the client leaves: a plain task cancellation lets the graph abort its engine requests,
+    which the response's own (repeated) cancellation would interrupt."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.create_task(run_search(graph, problem, queue))
+    _searches.add(task)
+    task.add_done_callback(_searches.discard)
+    try:
+        while True:
+            event = await queue.get()
+            yield message(event)
+            if event["type"] in ("done", "failed"):
+                return
+    finally:
+        task.cancel()
+
+
+def create_app(policy: Policy, prm: PRM, **settings: Any) -> FastAPI:
+    """The app over `policy` and `prm`; `settings` go to `create_beam_search` (default:
+    SETTINGS). A policy with `start()` / `shutdown()` (VLLMPolicy) is started with the app and
+    shut down with it."""
+    graph = create_beam_search(policy, prm, **(settings or SETTINGS))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start = getattr(policy, "start", None)
+        if start is not None:
+            await start()
+        try:
+            yield
+        finally:
+            shutdown = getattr(policy, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+
+    app = FastAPI(title="langgraph-ttc beam search", lifespan=lifespan)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:  # read on each request: edit the page, reload the browser
+        return PAGE.read_text(encoding="utf-8")
+
+    @app.get("/solve")
+    async def solve(
+        problem: Annotated[str, Query(min_length=1, max_length=MAX_PROBLEM_CHARS)],
+    ) -> EventSourceResponse:
+        return EventSourceResponse(search_events(graph, problem), ping=15)
+
+    return app
+
+
+def main() -> None:
+    import uvicorn
+
+    from langgraph_ttc.policies import VLLMPolicy
+    from langgraph_ttc.verifiers import ArithmeticVerifier
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    uvicorn.run(create_app(VLLMPolicy(), ArithmeticVerifier()), host=args.host, port=args.port)
+
+
+if __name__ == "__main__":  # vLLM spawns worker processes: keep the guard
+    main()
