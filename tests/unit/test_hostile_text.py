@@ -40,8 +40,8 @@ from langgraph_ttc.verifiers.arithmetic import (
     evaluate,
 )
 
-PER_CALL_S = 0.5  # any call on up to 100 KB
-PER_MEGABYTE_S = 3.0  # any call on 1 MB (quadratic work would take minutes)
+PER_CALL_S = 2.0  # any call on up to 100 KB (the backtracking bug took 7.7 s on 1 KB)
+PER_MEGABYTE_S = 10.0  # any call on 1 MB (quadratic work would take hours)
 MB = 1_000_000
 
 
