@@ -160,7 +160,7 @@ async def _run(
     if work:
         await _run_on_engine(policy, graphs, work, log, args)
     invocation["elapsed_s"] = round(time.perf_counter() - started, 1)  # engine start included
-    return report(args.out, problems, specs, log, config, invocation)
+    return report(args.out, problems, specs, log, config, invocation, args.grading_timeout)
 
 
 def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -205,11 +205,14 @@ def report(
     log: ResultsLog,
     config: dict[str, Any],
     invocation: dict[str, Any],
+    grading_timeout: float = 5.0,
 ) -> int:
     """Summarise the rows of this plan (and these problems) from the log; table, json, plot."""
     wanted = {(s.strategy, k, p.id) for s in specs for k in s.budgets for p in problems}
     rows, _ = log.read()
-    points = summarize(row for row in rows if row_key(row) in wanted)
+    points = summarize(
+        (row for row in rows if row_key(row) in wanted), grading_timeout=grading_timeout
+    )
     summary_path = out / "summary.json"
     earlier = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     invocations = [*earlier.get("invocations", []), invocation]  # every (resumed) run's time
@@ -217,12 +220,14 @@ def report(
     write_summary(out, points, meta)
     print(format_table(points))
     try:
-        from langgraph_ttc.eval.plots import plot_scaling
+        from langgraph_ttc.eval.plots import plot_accuracy_tokens, plot_scaling
 
-        path = plot_scaling(points, out / "scaling.png", title=_title(config, len(problems)))
-        say(f"plot: {path}")
+        title = _title(config, len(problems))
+        scaling = plot_scaling(points, out / "scaling.png", title=title)
+        tokens = plot_accuracy_tokens(points, out / "accuracy_tokens.png", title=title)
+        say(f"plots: {scaling}, {tokens}")
     except ImportError:
-        say("matplotlib is not installed (pip install 'langgraph-ttc[eval]'): no scaling.png")
+        say("matplotlib is not installed (pip install 'langgraph-ttc[eval]'): no plots")
     say(
         f"results: {log.path}; summary: {summary_path}; "
         f"this run took {invocation['elapsed_s']:.0f}s for {invocation['work_items']} runs"
