@@ -18,6 +18,7 @@ from langgraph_ttc.eval.report import format_table, write_summary
 from langgraph_ttc.eval.results import ResultsLog, row_key
 from langgraph_ttc.eval.runner import done_keys, pending_work, run_eval
 from langgraph_ttc.strategies.registry import STRATEGY_NAMES as STRATEGIES
+from langgraph_ttc.worked_examples import add_few_shot_arguments, select_examples
 
 # Settings that change what a row means: a resumed run must use the same ones.
 RUN_DEFINING = ("dataset", "split", "fields", "model", "prm", "settings", "beam_width")
@@ -66,6 +67,7 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-tokens", type=int, default=256, help="tokens per solution (default 256: curves)"
     )
+    add_few_shot_arguments(parser)
     parser.add_argument("--grading-timeout", type=float, default=5.0, help="seconds per answer")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -75,6 +77,9 @@ def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[in
     # settings given here apply to every strategy they fit; the rest keep their defaults
     names = ("max_tokens", "temperature", "seed", "aggregation", "max_iterations", "lookahead")
     settings = {k: getattr(args, k) for k in (*names, "rounds") if getattr(args, k) is not None}
+    examples = select_examples(args.few_shot, args.examples)
+    if examples:  # in the settings: run-defining, so --resume refuses other examples
+        settings["examples"] = [list(example) for example in examples]
     return {
         "dataset": args.dataset,
         "split": args.split if args.dataset.startswith("hf:") else None,
@@ -86,6 +91,8 @@ def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[in
         "strategies": strategies,
         "budgets": budgets,
         "limit": args.limit,
+        "few_shot": len(examples),
+        "examples_file": args.examples,
     }
 
 
@@ -244,7 +251,8 @@ def _title(config: dict[str, Any], problems: int) -> str:
         if not config["dataset"].startswith("hf:")
         else config["dataset"]
     )
-    return f"{name}, {problems} problems\n{config['model']}, verifier: {config['prm']}"
+    shots = f", {config['few_shot']}-shot" if config.get("few_shot") else ""
+    return f"{name}, {problems} problems{shots}\n{config['model']}, verifier: {config['prm']}"
 
 
 def say(text: str) -> None:
