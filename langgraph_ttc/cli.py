@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     from langgraph_ttc.eval.command import add_eval_parser
 
     add_eval_parser(commands)
+    from langgraph_ttc.training.command import add_verifier_parser
+
+    add_verifier_parser(commands)
     return parser
 
 
@@ -112,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from langgraph_ttc.eval.command import main as eval_main
 
             return eval_main(args)
+        if args.command == "verifier":
+            from langgraph_ttc.training.command import main as verifier_main
+
+            return verifier_main(args)
         return asyncio.run(_solve(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -96,14 +96,23 @@ def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[in
     }
 
 
-def prepare_out_dir(out: Path, config: dict[str, Any], resume: bool) -> ResultsLog:
-    """Create --out, or check it may be continued; never overwrites earlier results."""
-    log = ResultsLog(out / "results.jsonl")
+def prepare_out_dir(
+    out: Path,
+    config: dict[str, Any],
+    resume: bool,
+    *,
+    log: ResultsLog | None = None,
+    run_defining: tuple[str, ...] = RUN_DEFINING,
+) -> ResultsLog:
+    """Create --out, or check it may be continued; never overwrites earlier results. `log`:
+    the results file (default results.jsonl); `run_defining`: the config keys a resumed run
+    must share with the earlier one."""
+    log = log or ResultsLog(out / "results.jsonl")
     config_path = out / "config.json"
     if resume:
         if config_path.exists():
             earlier = json.loads(config_path.read_text())
-            changed = [k for k in RUN_DEFINING if earlier.get(k) != config.get(k)]
+            changed = [k for k in run_defining if earlier.get(k) != config.get(k)]
             if changed:
                 raise EvalUsageError(
                     f"{out} holds results made with different {', '.join(changed)} "
