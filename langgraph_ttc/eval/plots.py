@@ -102,7 +102,8 @@ def _plot(
             y = 100 * p[accuracy_key]["naive"]
             values.append(y)
             if budget_ticks:
-                ax.axhline(y, color="black", linewidth=1.2)
+                # beneath the strategies' lines, which often lie on it
+                ax.axhline(y, color="black", linewidth=1.0, alpha=0.6, zorder=1)
                 where, coords = (0.01, y), ("axes fraction", "data")
             else:
                 ax.plot([x_of(p)], [y], marker="*", markersize=12, color="black", linestyle="")
