@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Mapping
 from importlib import resources
+from typing import Any
 
-# Worked examples `ttc solve` / `ttc eval` show when --few-shot is not given.
-DEFAULT_FEW_SHOT = 0
+# Worked examples `ttc solve` / `ttc eval` show when --few-shot is not given: on 10 MAWPS
+# SingleOp problems with the embedded model, 2 examples raised the share of candidates that
+# state an answer from 42% to 90% and strict pass@4 from 20% to 60% (README).
+DEFAULT_FEW_SHOT = 2
 
 Example = tuple[str, str]
 
@@ -80,6 +84,20 @@ def select_examples(
     return examples[:few_shot]
 
 
+def examples_for_run(
+    few_shot: int | None,
+    path: str | os.PathLike[str] | None,
+    earlier_config: Mapping[str, Any] | None = None,
+) -> list[Example]:
+    """`select_examples`, except that a resumed run given neither option keeps the examples
+    of the earlier run (`earlier_config`, its config.json; none for a run made before worked
+    examples were an option)."""
+    if few_shot is None and path is None and earlier_config is not None:
+        settings = earlier_config.get("settings") or {}
+        return [(str(p), str(s)) for p, s in settings.get("examples", [])]
+    return select_examples(few_shot, path)
+
+
 def add_few_shot_arguments(parser: argparse.ArgumentParser) -> None:
     """`--few-shot K` and `--examples FILE` (for `ttc solve` and `ttc eval`)."""
     parser.add_argument(
@@ -87,7 +105,7 @@ def add_few_shot_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="K",
         help="show the first K worked examples before the problem (default: "
-        f"{DEFAULT_FEW_SHOT}, or every example of --examples)",
+        f"{DEFAULT_FEW_SHOT}, or every example of --examples; --resume: the earlier run's)",
     )
     parser.add_argument(
         "--examples",

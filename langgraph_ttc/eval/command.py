@@ -18,7 +18,7 @@ from langgraph_ttc.eval.report import format_table, write_summary
 from langgraph_ttc.eval.results import ResultsLog, row_key
 from langgraph_ttc.eval.runner import done_keys, pending_work, run_eval
 from langgraph_ttc.strategies.registry import STRATEGY_NAMES as STRATEGIES
-from langgraph_ttc.worked_examples import add_few_shot_arguments, select_examples
+from langgraph_ttc.worked_examples import add_few_shot_arguments, examples_for_run
 
 # Settings that change what a row means: a resumed run must use the same ones.
 RUN_DEFINING = ("dataset", "split", "fields", "model", "prm", "settings", "beam_width")
@@ -77,7 +77,7 @@ def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[in
     # settings given here apply to every strategy they fit; the rest keep their defaults
     names = ("max_tokens", "temperature", "seed", "aggregation", "max_iterations", "lookahead")
     settings = {k: getattr(args, k) for k in (*names, "rounds") if getattr(args, k) is not None}
-    examples = select_examples(args.few_shot, args.examples)
+    examples = examples_for_run(args.few_shot, args.examples, earlier_config(args))
     if examples:  # in the settings: run-defining, so --resume refuses other examples
         settings["examples"] = [list(example) for example in examples]
     return {
@@ -94,6 +94,12 @@ def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[in
         "few_shot": len(examples),
         "examples_file": args.examples,
     }
+
+
+def earlier_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The config.json of the run `--resume` continues, if there is one."""
+    path = args.out / "config.json"
+    return json.loads(path.read_text()) if args.resume and path.exists() else None
 
 
 def prepare_out_dir(

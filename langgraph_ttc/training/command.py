@@ -7,8 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from langgraph_ttc.eval.command import earlier_config
 from langgraph_ttc.eval.datasets import Fields, load_problems
-from langgraph_ttc.worked_examples import add_few_shot_arguments, select_examples
+from langgraph_ttc.worked_examples import add_few_shot_arguments, examples_for_run
 
 CANDIDATES_FILE = "candidates.jsonl"
 # Options that change what a row means: a resumed collection must use the same ones.
@@ -54,7 +55,7 @@ def collect_config(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {"max_tokens": args.max_tokens, "seed": args.seed}
     if args.temperature is not None:
         settings["temperature"] = args.temperature
-    examples = select_examples(args.few_shot, args.examples)
+    examples = examples_for_run(args.few_shot, args.examples, earlier_config(args))
     if examples:
         settings["examples"] = [list(example) for example in examples]
     return {

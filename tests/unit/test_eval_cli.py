@@ -77,7 +77,11 @@ def test_results_written_before_strict_metrics_still_resume(tmp_path, dataset, m
     monkeypatch.setattr(command, "make_backends", lambda args: (policy, None))
     out = tmp_path / "out"
     argv = ["eval", "--dataset", str(dataset), "--n", "1,3", "--out", str(out), "--prm", "none"]
-    assert cli.main([*argv, "--limit", "2"]) == 0
+    assert cli.main([*argv, "--limit", "2", "--few-shot", "0"]) == 0
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["few_shot"], config["examples_file"]  # as an earlier version wrote it
+    config_path.write_text(json.dumps(config))
     log = out / "results.jsonl"
     old_rows = []
     for line in log.read_text().splitlines():  # as an earlier version wrote them
@@ -88,8 +92,10 @@ def test_results_written_before_strict_metrics_still_resume(tmp_path, dataset, m
         ]
         old_rows.append(row)
     log.write_text("".join(json.dumps(r) + "\n" for r in old_rows))
-    assert cli.main([*argv, "--limit", "3", "--resume"]) == 0
+    calls = len(policy.calls)
+    assert cli.main([*argv, "--limit", "3", "--resume"]) == 0  # no examples, as before
     assert len(log.read_text().splitlines()) == 3 * 3
+    assert [len(call[0].messages) for call in policy.calls[calls:]] == [2, 2]
     resumed = {
         (p["strategy"], p["n"]): p
         for p in json.loads((out / "summary.json").read_text())["results"]

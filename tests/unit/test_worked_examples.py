@@ -8,7 +8,12 @@ from langgraph_ttc import cli
 from langgraph_ttc.answers import grade, strict_answer
 from langgraph_ttc.eval import command
 from langgraph_ttc.selection import split_steps
-from langgraph_ttc.worked_examples import ExamplesError, load_examples, select_examples
+from langgraph_ttc.worked_examples import (
+    DEFAULT_FEW_SHOT,
+    ExamplesError,
+    load_examples,
+    select_examples,
+)
 from tests.fakes import cycling
 
 
@@ -31,7 +36,7 @@ def test_select_the_first_k_of_a_file_or_of_the_default_set(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
     assert select_examples(2, path) == [("p0?", "s0\n\n\\boxed{0}"), ("p1?", "s1\n\n\\boxed{1}")]
     assert len(select_examples(None, path)) == 3  # a file without K: all of it
-    assert select_examples(None) == []  # the default: no examples
+    assert select_examples(None) == load_examples()[:DEFAULT_FEW_SHOT] != []
     assert select_examples(2) == load_examples()[:2]
     with pytest.raises(ExamplesError, match="more examples than the 3"):
         select_examples(4, path)
@@ -93,3 +98,6 @@ def test_eval_records_the_examples_and_resume_refuses_others(tmp_path, monkeypat
     assert cli.main([*argv, "--few-shot", "3", "--resume"]) == 0
     assert cli.main([*argv, "--few-shot", "2", "--resume"]) == 1
     assert "different settings" in capsys.readouterr().err
+    calls = len(policy.calls)
+    # --resume without the options keeps the earlier run's examples
+    assert cli.main([*argv, "--resume", "--limit", "1"]) == 0 and len(policy.calls) == calls
