@@ -83,7 +83,7 @@ class ResultsLog:
         """Replace the log with `rows` (atomically: a kill leaves the old or the new file)."""
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         with tmp.open("w", encoding="utf-8") as file:
-            file.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            file.write("".join(json.dumps(row) + "\n" for row in rows))  # ASCII: lone surrogates
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, self.path)
