@@ -65,7 +65,7 @@ def stated_answer(candidate: Mapping[str, Any]) -> str | None:
     """The answer a candidate states (strict reading of its text)."""
     text = candidate.get("text") or ""
     finish = candidate.get("finish_reason")
-    return with_answer({"text": text, "finish_reason": finish}, strict_answer)["answer"]  # type: ignore[typeddict-item]
+    return with_answer({"text": text, "finish_reason": finish}, strict_answer)["answer"]
 
 
 def grade_candidates(
@@ -130,7 +130,7 @@ def complete_row(
     ]
     graded = grade_candidates(
         candidates, str(row.get("reference", "")), timeout=timeout, grader=grader
-    )  # type: ignore[arg-type]
+    )
     return {**row, **strict_fields(graded)}
 
 
