@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
-# Worked examples `ttc solve` / `ttc eval` show when --few-shot is not given: on 10 MAWPS
+# Worked examples `ttc solve` / `ttc eval` show when --few-shot is not given: on 20 MAWPS
 # SingleOp problems with the embedded model, 2 examples raised the share of candidates that
-# state an answer from 42% to 90% and strict pass@4 from 20% to 60% (README).
+# state an answer from 40% to 92% and strict pass@4 from 15% to 60% (README).
 DEFAULT_FEW_SHOT = 2
 
 Example = tuple[str, str]
