@@ -115,6 +115,7 @@ async def run_collect_command(args: argparse.Namespace) -> int:
             if start is not None:
                 say("starting the vLLM engine (about a minute on a laptop CPU)...")
                 await start()
+                say(f"engine ready in {policy.startup_seconds:.0f}s")
             await run_collect(
                 todo,
                 policy,
