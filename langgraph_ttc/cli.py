@@ -14,6 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from langgraph_ttc.worked_examples import add_few_shot_arguments, select_examples
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "math-shepherd[:PATH] (no PATH: share the policy model's engine)",
     )
     solve.add_argument("--seed", type=int, default=0, help="default 0: runs reproduce")
+    add_few_shot_arguments(solve)
     solve.add_argument("--json", action="store_true", help="print the graph output as JSON")
 
     models = commands.add_parser("models", help="manage the embedded default model")
@@ -50,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     from langgraph_ttc.eval.command import add_eval_parser
 
     add_eval_parser(commands)
+    from langgraph_ttc.training.command import add_verifier_parser
+
+    add_verifier_parser(commands)
     return parser
 
 
@@ -86,8 +92,15 @@ SETTING_ARGUMENTS = (
 
 
 def settings_from(args: argparse.Namespace) -> dict[str, Any]:
-    """The strategy settings given on the command line (unset ones are left out)."""
-    return {k: getattr(args, k) for k in SETTING_ARGUMENTS if getattr(args, k, None) is not None}
+    """The strategy settings given on the command line (unset ones are left out); worked
+    examples from --few-shot / --examples."""
+    settings = {
+        k: getattr(args, k) for k in SETTING_ARGUMENTS if getattr(args, k, None) is not None
+    }
+    examples = select_examples(getattr(args, "few_shot", None), getattr(args, "examples", None))
+    if examples:
+        settings["examples"] = [list(example) for example in examples]
+    return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from langgraph_ttc.eval.command import main as eval_main
 
             return eval_main(args)
+        if args.command == "verifier":
+            from langgraph_ttc.training.command import main as verifier_main
+
+            return verifier_main(args)
         return asyncio.run(_solve(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -149,18 +166,20 @@ async def _solve(args: argparse.Namespace) -> int:
     from langgraph_ttc.policies import VLLMPolicy
     from langgraph_ttc.verifiers import build_prm, close_prm
 
+    settings = settings_from(args)  # a bad examples file fails before any backend
     policy = VLLMPolicy(args.model)
     prm = build_prm(args.prm, policy)
     from langgraph_ttc.strategies import create_strategy
 
-    graph = create_strategy(args.strategy, policy, prm, settings_from(args))  # validates first
+    graph = create_strategy(args.strategy, policy, prm, settings)  # validates first
+    shown = {k: len(v) if k == "examples" else v for k, v in settings.items()}
     progress = Progress(sys.stderr)
     try:
         progress.line("starting the vLLM engine (about a minute on a laptop CPU)...")
         await policy.start()
         progress.line(
             f"engine ready in {policy.startup_seconds:.0f}s; solving with {args.strategy} "
-            f"({', '.join(f'{k}={v}' for k, v in settings_from(args).items())})"
+            f"({', '.join(f'{k}={v}' for k, v in shown.items())})"
         )
         output: dict[str, Any] = {}
         started = time.perf_counter()

@@ -23,6 +23,7 @@ from langgraph_ttc.eval.report import format_table, write_summary
 from langgraph_ttc.eval.results import ResultsLog, row_key
 from langgraph_ttc.eval.runner import done_keys, pending_work, run_eval
 from langgraph_ttc.strategies.registry import STRATEGY_NAMES as STRATEGIES
+from langgraph_ttc.worked_examples import add_few_shot_arguments, examples_for_run
 
 # Settings that change what a row means: a resumed run must use the same ones.
 RUN_DEFINING = (
@@ -80,6 +81,7 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-tokens", type=int, default=256, help="tokens per solution (default 256: curves)"
     )
+    add_few_shot_arguments(parser)
     parser.add_argument("--grading-timeout", type=float, default=5.0, help="seconds per answer")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -89,6 +91,9 @@ def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[in
     # settings given here apply to every strategy they fit; the rest keep their defaults
     names = ("max_tokens", "temperature", "seed", "aggregation", "max_iterations", "lookahead")
     settings = {k: getattr(args, k) for k in (*names, "rounds") if getattr(args, k) is not None}
+    examples = examples_for_run(args.few_shot, args.examples, earlier_config(args))
+    if examples:  # in the settings: run-defining, so --resume refuses other examples
+        settings["examples"] = [list(example) for example in examples]
     return {
         "dataset": args.dataset,
         "dataset_sha256": dataset_fingerprint(args.dataset),
@@ -101,12 +106,29 @@ def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[in
         "strategies": strategies,
         "budgets": budgets,
         "limit": args.limit,
+        "few_shot": len(examples),
+        "examples_file": args.examples,
     }
 
 
-def prepare_out_dir(out: Path, config: dict[str, Any], resume: bool) -> ResultsLog:
-    """Create --out, or check it may be continued; never overwrites earlier results."""
-    log = ResultsLog(out / "results.jsonl")
+def earlier_config(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The config.json of the run `--resume` continues, if there is one."""
+    path = args.out / "config.json"
+    return json.loads(path.read_text()) if args.resume and path.exists() else None
+
+
+def prepare_out_dir(
+    out: Path,
+    config: dict[str, Any],
+    resume: bool,
+    *,
+    log: ResultsLog | None = None,
+    run_defining: tuple[str, ...] = RUN_DEFINING,
+) -> ResultsLog:
+    """Create --out, or check it may be continued; never overwrites earlier results. `log`:
+    the results file (default results.jsonl); `run_defining`: the config keys a resumed run
+    must share with the earlier one."""
+    log = log or ResultsLog(out / "results.jsonl")
     config_path = out / "config.json"
     if resume and log.path.exists() and not config_path.exists():
         raise EvalUsageError(
@@ -116,7 +138,7 @@ def prepare_out_dir(out: Path, config: dict[str, Any], resume: bool) -> ResultsL
     if resume:
         if config_path.exists():
             earlier = json.loads(config_path.read_text())
-            changed = [k for k in RUN_DEFINING if earlier.get(k) != config.get(k)]
+            changed = [k for k in run_defining if earlier.get(k) != config.get(k)]
             if changed:
                 raise EvalUsageError(
                     f"{out} holds results made with different {', '.join(changed)} "
@@ -230,7 +252,7 @@ async def _run_locked(
     if work:
         await _run_on_engine(policy, graphs, work, log, args)
     invocation["elapsed_s"] = round(time.perf_counter() - started, 1)  # engine start included
-    return report(args.out, problems, specs, log, config, invocation)
+    return report(args.out, problems, specs, log, config, invocation, args.grading_timeout)
 
 
 def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -275,11 +297,14 @@ def report(
     log: ResultsLog,
     config: dict[str, Any],
     invocation: dict[str, Any],
+    grading_timeout: float = 5.0,
 ) -> int:
     """Summarise the rows of this plan (and these problems) from the log; table, json, plot."""
     wanted = {(s.strategy, k, p.id) for s in specs for k in s.budgets for p in problems}
     rows, _ = log.read()
-    points = summarize(row for row in rows if row_key(row) in wanted)
+    points = summarize(
+        (row for row in rows if row_key(row) in wanted), grading_timeout=grading_timeout
+    )
     summary_path = out / "summary.json"
     earlier = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     invocations = [*earlier.get("invocations", []), invocation]  # every (resumed) run's time
@@ -287,12 +312,14 @@ def report(
     write_summary(out, points, meta)
     print(format_table(points))
     try:
-        from langgraph_ttc.eval.plots import plot_scaling
+        from langgraph_ttc.eval.plots import plot_accuracy_tokens, plot_scaling
 
-        path = plot_scaling(points, out / "scaling.png", title=_title(config, len(problems)))
-        say(f"plot: {path}")
+        title = _title(config, len(problems))
+        scaling = plot_scaling(points, out / "scaling.png", title=title)
+        tokens = plot_accuracy_tokens(points, out / "accuracy_tokens.png", title=title)
+        say(f"plots: {scaling}, {tokens}")
     except ImportError:
-        say("matplotlib is not installed (pip install 'langgraph-ttc[eval]'): no scaling.png")
+        say("matplotlib is not installed (pip install 'langgraph-ttc[eval]'): no plots")
     say(
         f"results: {log.path}; summary: {summary_path}; "
         f"this run took {invocation['elapsed_s']:.0f}s for {invocation['work_items']} runs"
@@ -309,7 +336,8 @@ def _title(config: dict[str, Any], problems: int) -> str:
         if not config["dataset"].startswith("hf:")
         else config["dataset"]
     )
-    return f"{name}, {problems} problems\n{config['model']}, verifier: {config['prm']}"
+    shots = f", {config['few_shot']}-shot" if config.get("few_shot") else ""
+    return f"{name}, {problems} problems{shots}\n{config['model']}, verifier: {config['prm']}"
 
 
 def say(text: str) -> None:

@@ -4,34 +4,48 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from langgraph_ttc.selection import SELECTIONS
 
+MODE_ABBREVIATIONS = {"naive": "naive", "weighted": "wtd", "majority": "maj"}
+
 
 def format_table(points: Sequence[Mapping[str, Any]]) -> str:
-    """One line per (strategy, N): accuracy per selection mode, pass@N, cost."""
+    """One line per (strategy, N): strict then lenient accuracy per selection mode and pass@N,
+    the format rate, cost."""
+    modes = "".join(f"{MODE_ABBREVIATIONS[mode]:>7}" for mode in SELECTIONS) + f"{'pass@N':>8}"
+    width = 7 * len(SELECTIONS) + 8
+    lead = f"{'':<12}{'':>4}{'':>5}{'':>3}  "
+    groups = lead + f"{'strict (stated answers)':^{width}}  {'lenient (+ last number)':^{width}}"
     header = (
-        f"{'strategy':<12}{'N':>4}{'run':>5}{'m':>3}  "
-        + "".join(f"{mode:>9}" for mode in SELECTIONS)
-        + f"{'pass@N':>9}{'tokens':>9}{'wall s':>8}{'probs':>6}{'t/o':>5}{'err':>5}"
+        f"{'strategy':<12}{'N':>4}{'run':>5}{'m':>3}  {modes}  {modes}"
+        + f"{'format':>8}{'tokens':>9}{'wall s':>8}{'probs':>6}{'t/o':>5}{'err':>5}"
     )
-    lines = [header, "-" * len(header)]
+    lines = [groups, header, "-" * len(header)]
     for p in points:
         tokens = f"{p['mean_tokens']:.0f}" + ("" if p.get("tokens_exact", True) else "~")
+        strict = "".join(f"{p['strict_accuracy'][mode]:>7.1%}" for mode in SELECTIONS)
+        lenient = "".join(f"{p['accuracy'][mode]:>7.1%}" for mode in SELECTIONS)
         lines.append(
             f"{p['strategy']:<12}{p['n']:>4}{p['run_n']:>5}{p['beam_width']:>3}  "
-            + "".join(f"{p['accuracy'][mode]:>9.1%}" for mode in SELECTIONS)
-            + f"{p['pass_at_n']:>9.1%}{tokens:>9}{p['mean_wall_time_s']:>8.1f}"
+            + f"{strict}{p['strict_pass_at_n']:>8.1%}  {lenient}{p['pass_at_n']:>8.1%}"
+            + f"{p['format_rate']:>8.1%}{tokens:>9}{p['mean_wall_time_s']:>8.1f}"
             + f"{p['problems']:>6}{p['grading_timeouts']:>5}{p['errors']:>5}"
         )
-    lines.append(
+    lines += textwrap.wrap(
         "N: budget; run: the N the run used (smaller N read from its first samples/subtrees); "
-        "m: beam width; tokens: mean generated per problem (~ estimated); wall s: mean per "
-        "problem with runs sharing the engine; t/o: grading timeouts (counted wrong); "
-        "err: failed runs (counted wrong)"
+        "m: beam width. naive/wtd/maj: the selection mode picks one candidate (on the run's "
+        "answers); strict: that candidate states the right answer (\\boxed{} or 'the answer "
+        "is'); lenient: its answer, read with the last-number fallback, is right. pass@N: any "
+        "candidate right (strict: an oracle verifier's accuracy). format: share of candidates "
+        "that state an answer; tokens: mean generated per problem (~ estimated); wall s: mean "
+        "per problem with runs sharing the engine; t/o: grading timeouts (counted wrong); err: "
+        "failed runs (counted wrong)",
+        width=100,
     )
     return "\n".join(lines)
 

@@ -25,9 +25,15 @@ def row_key(row: Mapping[str, Any]) -> RowKey:
     return (str(row["strategy"]), int(row["budget"]), str(row["id"]))
 
 
+EVAL_ROW_KEYS = ("strategy", "budget", "id")
+
+
 class ResultsLog:
-    def __init__(self, path: str | os.PathLike[str]):
+    """`required`: the keys every row has (a line without them is not a row)."""
+
+    def __init__(self, path: str | os.PathLike[str], required: Iterable[str] = EVAL_ROW_KEYS):
         self.path = Path(path)
+        self.required = frozenset(required)
 
     def read(self) -> tuple[list[dict[str, Any]], int]:
         """The complete rows, and the byte length of the file up to the last complete row.
@@ -42,7 +48,7 @@ class ResultsLog:
         good_end = 0
         for number, line in enumerate(complete, start=1):
             if line.strip():
-                row = _parse(line)
+                row = _parse(line, self.required)
                 if row is None:
                     if number == len(complete):
                         break  # a torn last line: dropped, cut before the next append
@@ -74,10 +80,19 @@ class ResultsLog:
             file.flush()
             os.fsync(file.fileno())
 
+    def rewrite(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Replace the log with `rows` (atomically: a kill leaves the old or the new file)."""
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        with tmp.open("w", encoding="utf-8") as file:
+            file.write("".join(json.dumps(row) + "\n" for row in rows))  # ASCII: lone surrogates
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, self.path)
 
-def _parse(line: bytes) -> dict[str, Any] | None:
+
+def _parse(line: bytes, required: frozenset[str]) -> dict[str, Any] | None:
     try:
         row = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return row if isinstance(row, dict) and {"strategy", "budget", "id"} <= set(row) else None
+    return row if isinstance(row, dict) and required <= set(row) else None

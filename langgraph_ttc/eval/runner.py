@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from langgraph_ttc.eval.budgets import RunSpec, budget_tokens, subsample
 from langgraph_ttc.eval.datasets import Problem
-from langgraph_ttc.eval.metrics import grade_candidates
+from langgraph_ttc.eval.metrics import grade_candidates, strict_fields
 from langgraph_ttc.eval.results import ResultsLog, RowKey, row_key
 from langgraph_ttc.types import Candidate
 
@@ -72,9 +72,22 @@ def build_rows(
                 "predictions": graded.predictions,
                 "correct": graded.correct,
                 "pass": graded.passed,
+                "selected": graded.selected,
+                **strict_fields(graded),
                 "candidates": [
-                    {**{f: c.get(f) for f in CANDIDATE_FIELDS}, "correct": ok}
-                    for c, ok in zip(subset, graded.candidate_correct, strict=True)
+                    {
+                        **{f: c.get(f) for f in CANDIDATE_FIELDS},
+                        "correct": ok,
+                        "stated_answer": stated,
+                        "strict_correct": strict_ok,
+                    }
+                    for c, ok, stated, strict_ok in zip(
+                        subset,
+                        graded.candidate_correct,
+                        graded.stated_answers,
+                        graded.candidate_strict,
+                        strict=True,
+                    )
                 ],
                 "tokens": tokens,
                 "tokens_exact": exact,

@@ -47,7 +47,7 @@ def test_eval_writes_results_summary_table_and_plot(tmp_path, dataset, fake_engi
     assert points[("best_of_n", 2)]["pass_at_n"] == 1.0  # a: 2, b: 4 among the two samples
     assert summary["problems"] == 2 and summary["dataset"] == str(dataset)
     table = capsys.readouterr().out
-    assert table.splitlines()[0].split()[:2] == ["strategy", "N"]
+    assert table.splitlines()[1].split()[:2] == ["strategy", "N"]
     assert (out / "table.txt").read_text().strip() == table.strip()
     assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -65,6 +65,49 @@ def test_eval_writes_results_summary_table_and_plot(tmp_path, dataset, fake_engi
     # changed sampling settings cannot be mixed into the same results
     assert cli.main([*argv, "--resume", "--temperature", "0.5"]) == 1
     assert "different settings" in capsys.readouterr().err
+
+
+NEW_ROW_FIELDS = ("selected", "strict_predictions", "strict_correct", "strict_pass")
+NEW_ROW_FIELDS += ("stated_candidates", "num_candidates")
+
+
+def test_results_written_before_strict_metrics_still_resume(tmp_path, dataset, monkeypatch):
+    texts = ["the sum is 2 or so", "1 + 1 = 2\n\n\\boxed{2}", "so 4\n\n\\boxed{4}"]
+    policy = cycling(texts)
+    monkeypatch.setattr(command, "make_backends", lambda args: (policy, None))
+    out = tmp_path / "out"
+    argv = ["eval", "--dataset", str(dataset), "--n", "1,3", "--out", str(out), "--prm", "none"]
+    assert cli.main([*argv, "--limit", "2", "--few-shot", "0"]) == 0
+    config_path = out / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["few_shot"], config["examples_file"]  # as an earlier version wrote it
+    config_path.write_text(json.dumps(config))
+    log = out / "results.jsonl"
+    old_rows = []
+    for line in log.read_text().splitlines():  # as an earlier version wrote them
+        row = {k: v for k, v in json.loads(line).items() if k not in NEW_ROW_FIELDS}
+        row["candidates"] = [
+            {k: v for k, v in c.items() if k not in ("stated_answer", "strict_correct")}
+            for c in row["candidates"]
+        ]
+        old_rows.append(row)
+    log.write_text("".join(json.dumps(r) + "\n" for r in old_rows))
+    calls = len(policy.calls)
+    assert cli.main([*argv, "--limit", "3", "--resume"]) == 0  # no examples, as before
+    assert len(log.read_text().splitlines()) == 3 * 3
+    assert [len(call[0].messages) for call in policy.calls[calls:]] == [2, 2]
+    resumed = {
+        (p["strategy"], p["n"]): p
+        for p in json.loads((out / "summary.json").read_text())["results"]
+    }
+    assert resumed[("best_of_n", 3)]["problems"] == 3
+    # two problems from old rows, one fresh: all graded alike
+    greedy = resumed[("greedy", 1)]
+    assert greedy["strict_accuracy"]["naive"] == 0.0 and greedy["accuracy"]["naive"] == 1 / 3
+    assert greedy["format_rate"] == 0.0
+    bon3 = resumed[("best_of_n", 3)]
+    assert bon3["format_rate"] == 2 / 3 and bon3["strict_pass_at_n"] == 2 / 3
+    assert bon3["pass_at_n"] == 2 / 3 and bon3["accuracy"]["naive"] == 1 / 3
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,156 @@
+"""`ttc verifier collect`: sample and label verifier training data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from langgraph_ttc.eval.command import earlier_config
+from langgraph_ttc.eval.datasets import Fields, load_problems
+from langgraph_ttc.worked_examples import add_few_shot_arguments, examples_for_run
+
+CANDIDATES_FILE = "candidates.jsonl"
+# Options that change what a row means: a resumed collection must use the same ones.
+RUN_DEFINING = ("dataset", "split", "fields", "model", "n", "rollouts", "settings")
+
+
+def add_verifier_parser(commands: Any) -> argparse.ArgumentParser:
+    parser = commands.add_parser("verifier", help="verifier training data")
+    verifier_commands = parser.add_subparsers(dest="verifier_command", required=True)
+    collect = verifier_commands.add_parser(
+        "collect",
+        help="sample candidates on training problems and label them by grading",
+        description=f"Write {CANDIDATES_FILE} (one row per candidate: text, steps, strict "
+        "label, optional Monte-Carlo step labels) and config.json to --out.",
+    )
+    collect.add_argument("--dataset", required=True, help="JSON Lines file, or hf:NAME[:CONFIG]")
+    collect.add_argument("--split", default="train", help="hf: datasets only")
+    collect.add_argument("--problem-field", default="problem")
+    collect.add_argument("--answer-field", default="answer")
+    collect.add_argument("--id-field", default="id", help="rows without it are numbered")
+    collect.add_argument("--limit", type=int, default=None, help="first K problems")
+    collect.add_argument("--n", type=int, default=16, help="candidates per problem")
+    collect.add_argument(
+        "--rollouts",
+        type=int,
+        default=0,
+        help="label each step by the share of K continuations from it that reach the answer",
+    )
+    collect.add_argument("--out", required=True, type=Path, help="output directory")
+    collect.add_argument("--resume", action="store_true", help="continue the rows in --out")
+    collect.add_argument("--model", default=None, help="default: embedded SmolLM2-135M")
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--temperature", type=float)
+    collect.add_argument("--max-tokens", type=int, default=256, help="tokens per solution")
+    add_few_shot_arguments(collect)
+    collect.add_argument("--concurrency", type=int, default=4, help="problems in flight")
+    collect.add_argument("--grading-timeout", type=float, default=5.0, help="seconds per answer")
+    collect.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def collect_config(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {"max_tokens": args.max_tokens, "seed": args.seed}
+    if args.temperature is not None:
+        settings["temperature"] = args.temperature
+    examples = examples_for_run(args.few_shot, args.examples, earlier_config(args))
+    if examples:
+        settings["examples"] = [list(example) for example in examples]
+    return {
+        "dataset": args.dataset,
+        "split": args.split if args.dataset.startswith("hf:") else None,
+        "fields": {"problem": args.problem_field, "answer": args.answer_field, "id": args.id_field},
+        "model": args.model or "embedded:SmolLM2-135M-Instruct",
+        "n": args.n,
+        "rollouts": args.rollouts,
+        "settings": settings,
+        "limit": args.limit,
+        "few_shot": len(examples),
+        "examples_file": args.examples,
+    }
+
+
+def make_policy(args: argparse.Namespace) -> Any:
+    from langgraph_ttc.policies import VLLMPolicy
+
+    return VLLMPolicy(args.model)
+
+
+async def run_collect_command(args: argparse.Namespace) -> int:
+    from langgraph_ttc.eval.command import prepare_out_dir, say
+    from langgraph_ttc.strategies.settings import StrategySettings
+    from langgraph_ttc.training.collect import (
+        CollectSettings,
+        collect_log,
+        drop_incomplete,
+        run_collect,
+    )
+
+    settings = CollectSettings(args.n, args.rollouts, args.grading_timeout)
+    config = collect_config(args)
+    sampling = StrategySettings(**{**config["settings"], "n": args.n})  # validates
+    problems = load_problems(
+        args.dataset,
+        split=args.split,
+        fields=Fields(args.problem_field, args.answer_field, args.id_field),
+        limit=args.limit,
+    )
+    log = prepare_out_dir(
+        args.out,
+        config,
+        args.resume,
+        log=collect_log(args.out / CANDIDATES_FILE),
+        run_defining=RUN_DEFINING,
+    )
+    rows = drop_incomplete(log, args.n)
+    done = {str(row["problem_id"]) for row in rows}
+    todo = [p for p in problems if p.id not in done]
+    say(f"{len(problems)} problems x {args.n} candidates: {len(todo)} problems to collect")
+    if todo:
+        policy = make_policy(args)
+        try:
+            start = getattr(policy, "start", None)
+            if start is not None:
+                say("starting the vLLM engine (about a minute on a laptop CPU)...")
+                await start()
+                say(f"engine ready in {policy.startup_seconds:.0f}s")
+            await run_collect(
+                todo,
+                policy,
+                sampling,
+                settings,
+                log,
+                concurrency=args.concurrency,
+                progress=not args.no_progress,
+            )
+        finally:
+            shutdown = getattr(policy, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+    print(describe(log.read()[0]))
+    return 0
+
+
+def describe(rows: list[dict[str, Any]]) -> str:
+    """A one-paragraph account of the collected labels."""
+    if not rows:
+        return "no rows"
+    problems = len({row["problem_id"] for row in rows})
+    positive = sum(row["label"] for row in rows)
+    stated = sum(row["stated_answer"] is not None for row in rows)
+    solved = len({row["problem_id"] for row in rows if row["label"]})
+    text = (
+        f"{len(rows)} candidates of {problems} problems: {positive} labelled right "
+        f"({positive / len(rows):.1%}), {stated / len(rows):.1%} state an answer, "
+        f"{solved} problems with at least one right candidate"
+    )
+    step_labels = [x for row in rows for x in row.get("step_labels") or []]
+    if step_labels:
+        text += f"; {len(step_labels)} step labels, mean {sum(step_labels) / len(step_labels):.2f}"
+    return text
+
+
+def main(args: argparse.Namespace) -> int:
+    return asyncio.run(run_collect_command(args))
