@@ -60,6 +60,13 @@ class StrategySettings(BaseModel):
     step_delimiter: str = Field(DEFAULT_STEP_DELIMITER, min_length=1)
     prm_timeout: Seconds | None = Field(120.0, description="seconds per verifier call")
     policy_timeout: Seconds | None = Field(600.0, description="seconds per policy call")
+    budget_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=1 << 40,
+        description="generated tokens the whole run may spend (None: unlimited); the strategy "
+        "stops expanding when its next call could exceed it",
+    )
 
     # Other names a run may use for a field (e.g. "chains" for self-refinement's n).
     aliases: ClassVar[dict[str, str]] = {}
