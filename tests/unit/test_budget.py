@@ -131,7 +131,7 @@ async def test_budget_exhausted_mid_run_raises_only_if_a_strategy_ignores_it():
     policy = ScriptedPolicy(lambda request, i: SOLUTION)
     run = Run("t", StrategySettings(budget_tokens=10), "p", policy, None, str)
     ((completion,),), usage = await run.generate([GenerationRequest([], n=1, max_tokens=50)])
-    assert completion.finish_reason == "length"  # capped from 50 to the 10 left
+    assert policy.calls[0][0].max_tokens == 10 == completion.num_tokens  # capped from 50
     assert usage["budget_spent"] == run.spent == 10
     with pytest.raises(BudgetExhaustedError):
         await run.generate([GenerationRequest([], n=1)])
