@@ -9,6 +9,7 @@ from langgraph_ttc.answers import (
 )
 from langgraph_ttc.selection import aggregate, select, split_steps
 from langgraph_ttc.strategies import (
+    create_adaptive_majority,
     create_beam_search,
     create_best_of_n,
     create_dvts,
@@ -26,6 +27,7 @@ __all__ = [
     "Policy",
     "aggregate",
     "answers_equivalent",
+    "create_adaptive_majority",
     "create_beam_search",
     "create_best_of_n",
     "create_dvts",

@@ -94,6 +94,7 @@ class Usage(TypedDict):
     errors: list[str]  # isolated failures (a candidate's score, a timed-out call)
     budget_tokens: NotRequired[int | None]  # the run's token budget (None: unlimited)
     budget_spent: NotRequired[int]  # generated tokens counted against it
+    samples: NotRequired[int]  # adaptive majority: the samples it drew
 
 
 def empty_usage() -> Usage:

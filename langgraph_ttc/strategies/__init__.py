@@ -1,5 +1,6 @@
 """Strategies: one module each, every builder returns a compiled LangGraph graph."""
 
+from langgraph_ttc.strategies.adaptive_majority import create_adaptive_majority
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
 from langgraph_ttc.strategies.dvts import create_dvts
@@ -17,6 +18,8 @@ from langgraph_ttc.strategies.scaffold import (
 )
 from langgraph_ttc.strategies.self_refine import create_self_refine
 from langgraph_ttc.strategies.settings import (
+    AdaptiveSettings,
+    ParticleSettings,
     RefineSettings,
     SearchSettings,
     SettingsError,
@@ -26,13 +29,16 @@ from langgraph_ttc.strategies.settings import (
 __all__ = [
     "STRATEGIES",
     "STRATEGY_NAMES",
+    "AdaptiveSettings",
     "EmptyProblemError",
+    "ParticleSettings",
     "PolicyContractError",
     "PolicyTimeoutError",
     "RefineSettings",
     "SearchSettings",
     "SettingsError",
     "StrategySettings",
+    "create_adaptive_majority",
     "create_beam_search",
     "create_best_of_n",
     "create_dvts",

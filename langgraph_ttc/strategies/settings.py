@@ -124,6 +124,34 @@ class SearchSettings(StrategySettings):
         return True
 
 
+class AdaptiveSettings(StrategySettings):
+    """Adaptive majority: samples in rounds of `batch_size`, up to `n`, until the leading
+    answer is decisive: P(leader beats runner-up) >= `confidence` under a Beta posterior."""
+
+    n: int = Field(16, ge=1, le=MAX_N, description="the most samples drawn")
+    batch_size: int = Field(4, ge=1, le=MAX_N, description="samples per round")
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="posterior probability that stops the sampling"
+    )
+
+
+class ParticleSettings(StrategySettings):
+    """Particle filtering: `n` particles extended a step at a time, resampled by PRM weight."""
+
+    max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
+    max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
+    weight_temperature: float = Field(
+        1.0, gt=0, le=100, allow_inf_nan=False, description="softmax temperature of the weights"
+    )
+    resampling: Literal["systematic", "multinomial"] = "systematic"
+    # the step-search helpers read these; particle filtering does not use them
+    beam_width: ClassVar[int] = 1
+    lookahead: ClassVar[int] = 0
+
+    def needs_prm(self) -> bool:
+        return True
+
+
 class RefineSettings(StrategySettings):
     """Self-refinement: `n` parallel chains (per run also "chains"), `rounds` revisions each."""
 
