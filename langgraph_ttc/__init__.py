@@ -14,6 +14,7 @@ from langgraph_ttc.strategies import (
     create_best_of_n,
     create_dvts,
     create_greedy,
+    create_particle_filtering,
     create_self_refine,
 )
 from langgraph_ttc.types import PRM, Candidate, Completion, GenerationRequest, Policy
@@ -32,6 +33,7 @@ __all__ = [
     "create_best_of_n",
     "create_dvts",
     "create_greedy",
+    "create_particle_filtering",
     "create_self_refine",
     "extract_answer",
     "extract_boxed",

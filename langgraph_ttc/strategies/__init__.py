@@ -5,6 +5,7 @@ from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
+from langgraph_ttc.strategies.particle_filtering import create_particle_filtering
 from langgraph_ttc.strategies.registry import (
     STRATEGIES,
     STRATEGY_NAMES,
@@ -43,6 +44,7 @@ __all__ = [
     "create_best_of_n",
     "create_dvts",
     "create_greedy",
+    "create_particle_filtering",
     "create_self_refine",
     "create_strategy",
     "strategy_info",

@@ -19,9 +19,11 @@ from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
+from langgraph_ttc.strategies.particle_filtering import create_particle_filtering
 from langgraph_ttc.strategies.self_refine import create_self_refine
 from langgraph_ttc.strategies.settings import (
     AdaptiveSettings,
+    ParticleSettings,
     RefineSettings,
     SearchSettings,
     StrategySettings,
@@ -57,6 +59,13 @@ STRATEGIES: dict[str, StrategyInfo] = {
         ),
         StrategyInfo("self_refine", create_self_refine, RefineSettings),
         StrategyInfo("adaptive_majority", create_adaptive_majority, AdaptiveSettings),
+        StrategyInfo(
+            "particle_filtering",
+            create_particle_filtering,
+            ParticleSettings,
+            needs_prm=True,
+            steps=True,
+        ),
     )
 }
 STRATEGY_NAMES = tuple(STRATEGIES)
