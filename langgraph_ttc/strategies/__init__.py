@@ -3,6 +3,7 @@
 from langgraph_ttc.strategies.adaptive_majority import create_adaptive_majority
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
+from langgraph_ttc.strategies.compute_optimal import RoutingTable, create_compute_optimal
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
 from langgraph_ttc.strategies.particle_filtering import create_particle_filtering
@@ -22,6 +23,7 @@ from langgraph_ttc.strategies.settings import (
     AdaptiveSettings,
     ParticleSettings,
     RefineSettings,
+    RouterSettings,
     SearchSettings,
     SettingsError,
     StrategySettings,
@@ -36,12 +38,15 @@ __all__ = [
     "PolicyContractError",
     "PolicyTimeoutError",
     "RefineSettings",
+    "RouterSettings",
+    "RoutingTable",
     "SearchSettings",
     "SettingsError",
     "StrategySettings",
     "create_adaptive_majority",
     "create_beam_search",
     "create_best_of_n",
+    "create_compute_optimal",
     "create_dvts",
     "create_greedy",
     "create_particle_filtering",

@@ -17,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph_ttc.strategies.adaptive_majority import create_adaptive_majority
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
+from langgraph_ttc.strategies.compute_optimal import create_compute_optimal
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
 from langgraph_ttc.strategies.particle_filtering import create_particle_filtering
@@ -25,6 +26,7 @@ from langgraph_ttc.strategies.settings import (
     AdaptiveSettings,
     ParticleSettings,
     RefineSettings,
+    RouterSettings,
     SearchSettings,
     StrategySettings,
 )
@@ -66,6 +68,8 @@ STRATEGIES: dict[str, StrategyInfo] = {
             needs_prm=True,
             steps=True,
         ),
+        # budget k: k x max_tokens generated tokens (RouterSettings.token_budget)
+        StrategyInfo("compute_optimal", create_compute_optimal, RouterSettings),
     )
 }
 STRATEGY_NAMES = tuple(STRATEGIES)

@@ -91,10 +91,11 @@ class BudgetExhaustedError(RuntimeError):
 
 def budget_left(state: State, settings: StrategySettings) -> int | None:
     """Tokens the run may still generate (None: no budget). Edges read it to stop expanding."""
-    if settings.budget_tokens is None:
+    budget = settings.token_budget()
+    if budget is None:
         return None
     spent = int((state.get("usage") or {}).get("budget_spent", 0))
-    return max(0, settings.budget_tokens - spent)
+    return max(0, budget - spent)
 
 
 def request_cost(requests: Sequence[GenerationRequest]) -> int:
@@ -152,9 +153,8 @@ class Run(Generic[S]):
 
     def budget_left(self) -> int | None:
         """Tokens this run may still generate (None: no budget)."""
-        if self.settings.budget_tokens is None:
-            return None
-        return max(0, self.settings.budget_tokens - self.spent)
+        budget = self.settings.token_budget()
+        return None if budget is None else max(0, budget - self.spent)
 
     def affords(self, cost: int) -> bool:
         """Whether a call that may generate `cost` tokens fits what is left of the budget."""
@@ -178,7 +178,7 @@ class Run(Generic[S]):
         share = left // max(1, sum(request.n for request in requests))
         if share < 1:
             raise BudgetExhaustedError(
-                f"budget_tokens={self.settings.budget_tokens} is spent ({self.spent} generated); "
+                f"budget_tokens={self.settings.token_budget()} is spent ({self.spent} generated); "
                 "no further policy call fits"
             )
         return [replace(r, max_tokens=min(r.max_tokens, share)) for r in requests]
@@ -522,7 +522,7 @@ class Scaffold(Generic[S]):
             "solution": "",
             "candidates": [],
             "usage": Overwrite(
-                {**empty_usage(), "budget_tokens": settings.budget_tokens, "budget_spent": 0}
+                {**empty_usage(), "budget_tokens": settings.token_budget(), "budget_spent": 0}
             ),
             **self.init(settings),
         }

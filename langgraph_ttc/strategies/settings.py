@@ -93,6 +93,10 @@ class StrategySettings(BaseModel):
             )
         return self
 
+    def token_budget(self) -> int | None:
+        """The tokens the run may generate (None: unlimited)."""
+        return self.budget_tokens
+
     def needs_prm(self) -> bool:
         """Whether these settings rank candidates by verifier score."""
         return self.selection != "majority"
@@ -150,6 +154,18 @@ class ParticleSettings(StrategySettings):
 
     def needs_prm(self) -> bool:
         return True
+
+
+class RouterSettings(StrategySettings):
+    """The compute-optimal router: a probe of `probe_n` samples, then the strategy its routing
+    table names for the probe's difficulty bin. Without `budget_tokens` the budget is
+    n x max_tokens (the cost of n whole samples), so `n` is the budget in samples."""
+
+    probe_n: int = Field(4, ge=1, le=MAX_N, description="samples in the difficulty probe")
+    table: str | None = Field(None, description="routing table JSON file (None: the default)")
+
+    def token_budget(self) -> int:
+        return self.budget_tokens or self.n * self.max_tokens
 
 
 class RefineSettings(StrategySettings):
