@@ -137,3 +137,18 @@ async def test_table_file_and_bad_table(tmp_path):
     assert out["answer"] == "7"
     with pytest.raises(ValidationError):
         create_compute_optimal(ScriptedPolicy(script), table={"bins": [2.0], "routes": {}})
+
+
+def test_cli_shows_the_route_and_accepts_router_settings():
+    import io
+
+    from langgraph_ttc import events
+    from langgraph_ttc.cli import Progress, build_parser, settings_from
+
+    stream = io.StringIO()
+    Progress(stream).event(events.route("compute_optimal", 0.25, 0, 4, "beam_search", {"n": 4}))
+    assert "routing to beam_search" in stream.getvalue()
+    args = build_parser().parse_args(
+        ["solve", "x", "--strategy", "compute_optimal", "--budget-tokens", "900", "--table", "t"]
+    )
+    assert settings_from(args)["budget_tokens"] == 900 and settings_from(args)["table"] == "t"
