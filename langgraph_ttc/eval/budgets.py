@@ -3,7 +3,9 @@
 Best-of-N samples are independent, so one run at the largest N gives every smaller budget k
 (its first k samples). DVTS subtrees are independent too: budget k is the first
 k / beam_width whole subtrees of one run. Beam search and self-refinement depend on N as a
-whole (the pool size; the number of chains), so each budget is its own run.
+whole (the pool size; the number of chains), so each budget is its own run; so do particle
+filtering (particles interact through resampling), adaptive majority (N caps its rounds) and
+the compute-optimal router (budget N is N x max_tokens generated tokens).
 """
 
 from __future__ import annotations
