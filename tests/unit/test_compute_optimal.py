@@ -152,3 +152,18 @@ def test_cli_shows_the_route_and_accepts_router_settings():
         ["solve", "x", "--strategy", "compute_optimal", "--budget-tokens", "900", "--table", "t"]
     )
     assert settings_from(args)["budget_tokens"] == 900 and settings_from(args)["table"] == "t"
+
+
+async def test_eval_plans_and_builds_the_new_strategies():
+    from langgraph_ttc.eval.budgets import plan_runs
+    from langgraph_ttc.eval.graphs import build_graph
+
+    names = ["compute_optimal", "particle_filtering", "adaptive_majority"]
+    specs = plan_runs(names, [4, 16], beam_width=2)
+    assert sorted((s.strategy, s.n) for s in specs) == sorted(
+        (name, n) for name in names for n in (4, 16)
+    )
+    spec = next(s for s in specs if s.strategy == "compute_optimal" and s.n == 4)
+    graph = build_graph(spec, ScriptedPolicy(script), None, {"max_tokens": 8, "table": None})
+    out = await graph.ainvoke({"problem": "easy"})
+    assert out["usage"]["budget_tokens"] == 4 * 8  # budget N: N samples of max_tokens
