@@ -68,7 +68,8 @@ def plan_runs(strategies: Iterable[str], budgets: Sequence[int], beam_width: int
             rest = [k for k in budgets if k % beam_width != 0]
             specs += [RunSpec(strategy, k, width_for(k, beam_width), (k,)) for k in rest]
         else:
-            width = (lambda k: width_for(k, beam_width)) if info.steps else (lambda k: 1)
+            widths = info.steps and "beam_width" in info.settings.model_fields
+            width = (lambda k: width_for(k, beam_width)) if widths else (lambda k: 1)
             specs += [RunSpec(strategy, k, width(k), (k,)) for k in budgets]
     return specs
 

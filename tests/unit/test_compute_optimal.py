@@ -163,6 +163,7 @@ async def test_eval_plans_and_builds_the_new_strategies():
     assert sorted((s.strategy, s.n) for s in specs) == sorted(
         (name, n) for name in names for n in (4, 16)
     )
+    assert all(s.beam_width == 1 for s in specs)  # none of them has an expansion width
     spec = next(s for s in specs if s.strategy == "compute_optimal" and s.n == 4)
     graph = build_graph(spec, ScriptedPolicy(script), None, {"max_tokens": 8, "table": None})
     out = await graph.ainvoke({"problem": "easy"})
