@@ -9,10 +9,13 @@ from langgraph_ttc.answers import (
 )
 from langgraph_ttc.selection import aggregate, select, split_steps
 from langgraph_ttc.strategies import (
+    create_adaptive_majority,
     create_beam_search,
     create_best_of_n,
+    create_compute_optimal,
     create_dvts,
     create_greedy,
+    create_particle_filtering,
     create_self_refine,
 )
 from langgraph_ttc.types import PRM, Candidate, Completion, GenerationRequest, Policy
@@ -26,10 +29,13 @@ __all__ = [
     "Policy",
     "aggregate",
     "answers_equivalent",
+    "create_adaptive_majority",
     "create_beam_search",
     "create_best_of_n",
+    "create_compute_optimal",
     "create_dvts",
     "create_greedy",
+    "create_particle_filtering",
     "create_self_refine",
     "extract_answer",
     "extract_boxed",

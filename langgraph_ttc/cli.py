@@ -51,11 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--force", action="store_true", help="convert again even if cached")
 
     from langgraph_ttc.eval.command import add_eval_parser
+    from langgraph_ttc.eval.tune import add_tune_parser
 
     add_eval_parser(commands)
     from langgraph_ttc.training.command import add_verifier_parser
 
     add_verifier_parser(commands)
+    add_tune_parser(commands)
     return parser
 
 
@@ -75,6 +77,10 @@ def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aggregation", choices=("last", "min", "prod", "mean"))
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--max-tokens", type=int, help="tokens per solution")
+    parser.add_argument(
+        "--budget-tokens", type=int, help="generated tokens the whole run may spend (any strategy)"
+    )
+    parser.add_argument("--table", help="compute_optimal: routing table JSON (default: shipped)")
 
 
 SETTING_ARGUMENTS = (
@@ -88,6 +94,8 @@ SETTING_ARGUMENTS = (
     "temperature",
     "max_tokens",
     "seed",
+    "budget_tokens",
+    "table",
 )
 
 
@@ -119,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from langgraph_ttc.training.command import main as verifier_main
 
             return verifier_main(args)
+        if args.command == "tune":
+            from langgraph_ttc.eval.tune import main as tune_main
+
+            return tune_main(args)
         return asyncio.run(_solve(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -183,12 +195,13 @@ async def _solve(args: argparse.Namespace) -> int:
         )
         output: dict[str, Any] = {}
         started = time.perf_counter()
-        async for mode, chunk in graph.astream(
-            {"problem": args.problem}, stream_mode=["custom", "values"]
+        # subgraphs: the compute-optimal router's routed strategy streams its events too
+        async for namespace, mode, chunk in graph.astream(
+            {"problem": args.problem}, stream_mode=["custom", "values"], subgraphs=True
         ):
             if mode == "custom":
                 progress.event(chunk)
-            else:
+            elif not namespace:
                 output = chunk
         elapsed = time.perf_counter() - started
     finally:
@@ -254,6 +267,11 @@ class Progress:
             )
         elif kind == "critique":
             self.line(f"  critique of {event['id']}: {' '.join(event['text'].split())[:60]}...")
+        elif kind == "route":
+            self.line(
+                f"  probe signal {event['signal']:.2f} (bin {event['bin']}): "
+                f"routing to {event['route']} {event['settings']}"
+            )
         elif kind == "selected":
             self.line(f"selected candidate {event['id']}: answer {event['answer']!r}")
 

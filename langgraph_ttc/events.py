@@ -96,6 +96,19 @@ class ErrorEvent(TypedDict):
 
 
 @with_config(_strict)
+class RouteEvent(TypedDict):
+    """The compute-optimal router chose a strategy from its difficulty probe."""
+
+    type: Literal["route"]
+    strategy: str
+    signal: float  # the probe's confidence: 0 = hard, 1 = easy
+    bin: int  # its difficulty bin in the routing table
+    budget: int  # the table's budget (samples) the route was fitted for
+    route: str  # the strategy run with the rest of the budget
+    settings: dict[str, Any]
+
+
+@with_config(_strict)
 class SelectedEvent(TypedDict):
     """The final choice."""
 
@@ -113,6 +126,7 @@ ProgressEvent = Annotated[
     | CritiqueEvent
     | GenerationEvent
     | ErrorEvent
+    | RouteEvent
     | SelectedEvent,
     Field(discriminator="type"),
 ]
@@ -205,6 +219,20 @@ def error(
     if candidate_id is not None:
         event["id"] = candidate_id
     return event
+
+
+def route(
+    strategy: str, signal: float, bin: int, budget: int, chosen: str, settings: dict[str, Any]
+) -> RouteEvent:
+    return RouteEvent(
+        type="route",
+        strategy=strategy,
+        signal=signal,
+        bin=bin,
+        budget=budget,
+        route=chosen,
+        settings=dict(settings),
+    )
 
 
 def selected(strategy: str, chosen: Candidate | None) -> SelectedEvent:

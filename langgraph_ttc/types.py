@@ -92,6 +92,9 @@ class Usage(TypedDict):
     prm_calls: int  # `PRM.score` calls (a failed batch retried candidate by candidate counts each)
     prm_steps: int  # steps sent to the verifier
     errors: list[str]  # isolated failures (a candidate's score, a timed-out call)
+    budget_tokens: NotRequired[int | None]  # the run's token budget (None: unlimited)
+    budget_spent: NotRequired[int]  # generated tokens counted against it
+    samples: NotRequired[int]  # adaptive majority: the samples it drew
 
 
 def empty_usage() -> Usage:

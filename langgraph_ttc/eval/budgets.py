@@ -3,7 +3,9 @@
 Best-of-N samples are independent, so one run at the largest N gives every smaller budget k
 (its first k samples). DVTS subtrees are independent too: budget k is the first
 k / beam_width whole subtrees of one run. Beam search and self-refinement depend on N as a
-whole (the pool size; the number of chains), so each budget is its own run.
+whole (the pool size; the number of chains), so each budget is its own run; so do particle
+filtering (particles interact through resampling), adaptive majority (N caps its rounds) and
+the compute-optimal router (budget N is N x max_tokens generated tokens).
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def plan_runs(strategies: Iterable[str], budgets: Sequence[int], beam_width: int
             rest = [k for k in budgets if k % beam_width != 0]
             specs += [RunSpec(strategy, k, width_for(k, beam_width), (k,)) for k in rest]
         else:
-            width = (lambda k: width_for(k, beam_width)) if info.steps else (lambda k: 1)
+            widths = info.steps and "beam_width" in info.settings.model_fields
+            width = (lambda k: width_for(k, beam_width)) if widths else (lambda k: 1)
             specs += [RunSpec(strategy, k, width(k), (k,)) for k in budgets]
     return specs
 

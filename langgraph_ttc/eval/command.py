@@ -76,6 +76,10 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--max-iterations", type=int, help="beam search / DVTS")
     parser.add_argument("--lookahead", type=int, help="beam search / DVTS")
     parser.add_argument("--rounds", type=int, help="self-refinement rounds")
+    parser.add_argument(
+        "--table", help="compute_optimal: routing table JSON from `ttc tune` (default: shipped)"
+    )
+    parser.add_argument("--probe-n", type=int, help="compute_optimal: samples in the probe")
     parser.add_argument("--aggregation", choices=("last", "min", "prod", "mean"))
     parser.add_argument("--temperature", type=float)
     parser.add_argument(
@@ -90,7 +94,8 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
 def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[int]) -> dict:
     # settings given here apply to every strategy they fit; the rest keep their defaults
     names = ("max_tokens", "temperature", "seed", "aggregation", "max_iterations", "lookahead")
-    settings = {k: getattr(args, k) for k in (*names, "rounds") if getattr(args, k) is not None}
+    extra = ("rounds", "table", "probe_n")
+    settings = {k: getattr(args, k) for k in (*names, *extra) if getattr(args, k) is not None}
     examples = examples_for_run(args.few_shot, args.examples, earlier_config(args))
     if examples:  # in the settings: run-defining, so --resume refuses other examples
         settings["examples"] = [list(example) for example in examples]

@@ -1,9 +1,12 @@
 """Strategies: one module each, every builder returns a compiled LangGraph graph."""
 
+from langgraph_ttc.strategies.adaptive_majority import create_adaptive_majority
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
+from langgraph_ttc.strategies.compute_optimal import RoutingTable, create_compute_optimal
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
+from langgraph_ttc.strategies.particle_filtering import create_particle_filtering
 from langgraph_ttc.strategies.registry import (
     STRATEGIES,
     STRATEGY_NAMES,
@@ -17,7 +20,10 @@ from langgraph_ttc.strategies.scaffold import (
 )
 from langgraph_ttc.strategies.self_refine import create_self_refine
 from langgraph_ttc.strategies.settings import (
+    AdaptiveSettings,
+    ParticleSettings,
     RefineSettings,
+    RouterSettings,
     SearchSettings,
     SettingsError,
     StrategySettings,
@@ -26,17 +32,24 @@ from langgraph_ttc.strategies.settings import (
 __all__ = [
     "STRATEGIES",
     "STRATEGY_NAMES",
+    "AdaptiveSettings",
     "EmptyProblemError",
+    "ParticleSettings",
     "PolicyContractError",
     "PolicyTimeoutError",
     "RefineSettings",
+    "RouterSettings",
+    "RoutingTable",
     "SearchSettings",
     "SettingsError",
     "StrategySettings",
+    "create_adaptive_majority",
     "create_beam_search",
     "create_best_of_n",
+    "create_compute_optimal",
     "create_dvts",
     "create_greedy",
+    "create_particle_filtering",
     "create_self_refine",
     "create_strategy",
     "strategy_info",

@@ -8,7 +8,9 @@ Every iteration, each of the n active beams samples one next step (ONE policy ca
 with n=copies per surviving beam); finished beams leave the pool; the PRM scores the rest (with
 optional greedy lookahead); the best n / beam_width survive, globally; survivors are copied to
 refill the pool to n. The final iteration lets the survivors run to the end. The best n
-completed beams (not the first n) are the candidates.
+completed beams (not the first n) are the candidates. With `budget_tokens`, the search stops
+before an expansion whose cost (every step at its token cap, lookahead included) exceeds what
+is left, and selects from the beams it has.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
 from langgraph_ttc.strategies import step_search as search
-from langgraph_ttc.strategies.scaffold import Run
+from langgraph_ttc.strategies.scaffold import Run, budget_left
 from langgraph_ttc.strategies.settings import SearchSettings
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyState
 
@@ -73,7 +75,18 @@ async def prune(state: BeamSearchState, run: Run[SearchSettings]) -> dict[str, A
 
 def next_node(state: BeamSearchState, settings: SearchSettings) -> str:
     done = len(state["completed"]) >= settings.n or state["iteration"] >= settings.max_iterations
-    return "select" if done or not state["active"] else "expand"
+    if done or not state["active"]:
+        return "select"
+    left = budget_left(state, settings)
+    if left is not None:  # stop before an expansion the token budget might not pay for
+        active = state["active"]
+        final = search.is_final(settings, state["iteration"])
+        cost = search.expansion_cost(
+            settings, active, refill_counts(len(active), settings.n), final=final
+        )
+        if cost > left:
+            return "select"
+    return "expand"
 
 
 def best_completed(state: BeamSearchState, run: Run[SearchSettings]) -> list[Candidate]:

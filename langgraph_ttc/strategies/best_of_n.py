@@ -2,6 +2,9 @@
 
     prepare -> generate -> score -> select
 
+With `budget_tokens`, only the samples the budget pays for at `max_tokens` each are drawn
+(at least one, its length capped to the budget).
+
 Naive, weighted and majority selection all read the same samples (docs/algorithms.md).
 """
 
@@ -26,7 +29,9 @@ class BestOfNState(StrategyState, total=False):
 
 
 async def generate(state: BestOfNState, run: Run[StrategySettings]) -> dict[str, Any]:
-    request = run.solution_request(run.settings.n, run.settings.seed)
+    # with a token budget: as many samples as it pays for at max_tokens each (at least one)
+    n = run.samples_within_budget(run.settings.n, run.settings.max_tokens)
+    request = run.solution_request(n, run.settings.seed)
     (completions,), usage = await run.generate([request])
     pool = [cands.from_completion(i, c, run.extractor) for i, c in enumerate(completions)]
     for candidate in pool:

@@ -11,7 +11,9 @@ the PRM scores them, and the subtree greedily moves to its best child. Subtrees 
 which keeps the candidates diverse. A subtree closes when its best child ends (EOS, an empty
 step, or a step that writes a boxed answer); its candidates are that child and its siblings.
 Unfinished siblings are run to the end (one batched call) before selection, so every candidate
-has an answer to grade.
+has an answer to grade. With `budget_tokens`, the search stops before an expansion whose cost
+(every step at its token cap) exceeds what is left; the siblings are then finished within
+what remains (their length capped to an equal share).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
 from langgraph_ttc.strategies import step_search as search
-from langgraph_ttc.strategies.scaffold import Run
+from langgraph_ttc.strategies.scaffold import Run, budget_left
 from langgraph_ttc.strategies.settings import SearchSettings
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyState, merge_usage
 
@@ -87,9 +89,16 @@ async def choose(state: DVTSState, run: Run[SearchSettings]) -> dict[str, Any]:
 
 
 def next_node(state: DVTSState, settings: SearchSettings) -> str:
-    if state["current"] and state["iteration"] < settings.max_iterations:
-        return "expand"
-    return "finish_siblings"
+    if not state["current"] or state["iteration"] >= settings.max_iterations:
+        return "finish_siblings"
+    left = budget_left(state, settings)
+    if left is not None:  # stop before an expansion the token budget might not pay for
+        nodes = state["current"]
+        final = search.is_final(settings, state["iteration"])
+        copies = [settings.beam_width] * len(nodes)
+        if search.expansion_cost(settings, nodes, copies, final=final) > left:
+            return "finish_siblings"
+    return "expand"
 
 
 async def finish_siblings(state: DVTSState, run: Run[SearchSettings]) -> dict[str, Any]:
@@ -99,6 +108,11 @@ async def finish_siblings(state: DVTSState, run: Run[SearchSettings]) -> dict[st
     open_beams += state["current"]
     if not open_beams:
         return {"leaves": done}
+    left = run.budget_left()
+    if left is not None and left < len(open_beams):  # not one token each: keep them as cut
+        return {
+            "leaves": done + [run.finished({**b, "finish_reason": "length"}) for b in open_beams]
+        }
     finished, expand_usage = await search.expand(
         run,
         open_beams,

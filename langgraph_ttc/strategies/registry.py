@@ -14,13 +14,19 @@ from typing import Any, Literal
 
 from langgraph.graph.state import CompiledStateGraph
 
+from langgraph_ttc.strategies.adaptive_majority import create_adaptive_majority
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
+from langgraph_ttc.strategies.compute_optimal import create_compute_optimal
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
+from langgraph_ttc.strategies.particle_filtering import create_particle_filtering
 from langgraph_ttc.strategies.self_refine import create_self_refine
 from langgraph_ttc.strategies.settings import (
+    AdaptiveSettings,
+    ParticleSettings,
     RefineSettings,
+    RouterSettings,
     SearchSettings,
     StrategySettings,
 )
@@ -54,6 +60,16 @@ STRATEGIES: dict[str, StrategyInfo] = {
             "dvts", create_dvts, SearchSettings, needs_prm=True, steps=True, budgets="subtrees"
         ),
         StrategyInfo("self_refine", create_self_refine, RefineSettings),
+        StrategyInfo("adaptive_majority", create_adaptive_majority, AdaptiveSettings),
+        StrategyInfo(
+            "particle_filtering",
+            create_particle_filtering,
+            ParticleSettings,
+            needs_prm=True,
+            steps=True,
+        ),
+        # budget k: k x max_tokens generated tokens (RouterSettings.token_budget)
+        StrategyInfo("compute_optimal", create_compute_optimal, RouterSettings),
     )
 }
 STRATEGY_NAMES = tuple(STRATEGIES)

@@ -23,7 +23,7 @@ import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from langchain_core.messages import AIMessage, HumanMessage
@@ -84,6 +84,25 @@ class PolicyContractError(ValueError):
     """The policy broke the `Policy` contract (wrong number or kind of completions)."""
 
 
+class BudgetExhaustedError(RuntimeError):
+    """A policy call was asked for when the token budget cannot pay one token per sample.
+    Strategies check `Run.affords` first; this guards the budget if one does not."""
+
+
+def budget_left(state: State, settings: StrategySettings) -> int | None:
+    """Tokens the run may still generate (None: no budget). Edges read it to stop expanding."""
+    budget = settings.token_budget()
+    if budget is None:
+        return None
+    spent = int((state.get("usage") or {}).get("budget_spent", 0))
+    return max(0, budget - spent)
+
+
+def request_cost(requests: Sequence[GenerationRequest]) -> int:
+    """The most tokens a policy call can generate: samples x max_tokens, summed."""
+    return sum(request.n * request.max_tokens for request in requests)
+
+
 def resolve_problem(state: State) -> str:
     """The problem text: `problem`, else the content of the last human message."""
     problem = state.get("problem")
@@ -130,6 +149,39 @@ class Run(Generic[S]):
     policy: Policy
     prm: PRM | None
     extractor: AnswerExtractor
+    spent: int = 0  # generated tokens counted against `settings.budget_tokens` so far
+
+    def budget_left(self) -> int | None:
+        """Tokens this run may still generate (None: no budget)."""
+        budget = self.settings.token_budget()
+        return None if budget is None else max(0, budget - self.spent)
+
+    def affords(self, cost: int) -> bool:
+        """Whether a call that may generate `cost` tokens fits what is left of the budget."""
+        left = self.budget_left()
+        return left is None or cost <= left
+
+    def samples_within_budget(self, n: int, max_tokens: int) -> int:
+        """How many of `n` samples of up to `max_tokens` the budget pays for; at least 1 while
+        any budget is left (that sample's max_tokens is then capped: see `generate`)."""
+        left = self.budget_left()
+        if left is None:
+            return n
+        return min(n, max(1 if left else 0, left // max_tokens))
+
+    def capped(self, requests: Sequence[GenerationRequest]) -> list[GenerationRequest]:
+        """The requests with max_tokens cut so the call cannot exceed the budget (each sample
+        gets an equal share of what is left); BudgetExhaustedError below one token each."""
+        left = self.budget_left()
+        if left is None or request_cost(requests) <= left:
+            return list(requests)
+        share = left // max(1, sum(request.n for request in requests))
+        if share < 1:
+            raise BudgetExhaustedError(
+                f"budget_tokens={self.settings.token_budget()} is spent ({self.spent} generated); "
+                "no further policy call fits"
+            )
+        return [replace(r, max_tokens=min(r.max_tokens, share)) for r in requests]
 
     def messages(self) -> list[dict[str, str]]:
         return chat_messages(self.problem, self.settings.system_prompt, self.settings.examples)
@@ -156,7 +208,10 @@ class Run(Generic[S]):
         self, requests: Sequence[GenerationRequest], *, iteration: int | None = None
     ) -> tuple[list[list[Completion]], Usage]:
         """One batched policy call, bounded by `policy_timeout`, its results checked against
-        the contract; token progress streams as "generation" events."""
+        the contract; token progress streams as "generation" events. With a token budget, the
+        requests' max_tokens are capped to what is left (`capped`), and the generated tokens
+        count against it."""
+        requests = self.capped(requests)
 
         def on_progress(report: progress.GenerationProgress) -> None:
             events.emit(events.generation(self.strategy, report, iteration))
@@ -174,7 +229,13 @@ class Run(Generic[S]):
             ) from None
         check_completions(requests, results)
         tokens = sum(c.num_tokens for completions in results for c in completions)
-        return results, {**empty_usage(), "policy_tokens": tokens, "policy_calls": 1}
+        self.spent += tokens
+        return results, {
+            **empty_usage(),
+            "policy_tokens": tokens,
+            "policy_calls": 1,
+            "budget_spent": tokens,
+        }
 
     async def score(
         self,
@@ -418,9 +479,10 @@ class Scaffold(Generic[S]):
         return self.settings_model.model_construct(**state["settings"])
 
     def run(self, state: State) -> Run[S]:
+        spent = int((state.get("usage") or {}).get("budget_spent", 0))
         return Run(
             self.strategy, self.settings_of(state), state["task"], self.policy, self.prm,
-            self.extractor,
+            self.extractor, spent,
         )  # fmt: skip
 
     def resolve(self, context: Any, config: RunnableConfig) -> S:
@@ -469,7 +531,9 @@ class Scaffold(Generic[S]):
             "answer": None,
             "solution": "",
             "candidates": [],
-            "usage": Overwrite(empty_usage()),
+            "usage": Overwrite(
+                {**empty_usage(), "budget_tokens": settings.token_budget(), "budget_spent": 0}
+            ),
             **self.init(settings),
         }
 

@@ -8,7 +8,9 @@ revisions, after Snell et al. 2024), optionally in parallel chains.
 
 Every version of every chain is kept as a candidate. With a verifier, its step scores are shown
 to the critic (the weakest step is named) and the final choice is by score; without one, by
-majority vote across all versions. Each phase is one policy call covering every chain.
+majority vote across all versions. Each phase is one policy call covering every chain. With
+`budget_tokens`, only the drafts it pays for are written, and a round starts only if the
+budget pays for every chain's critique and revision at their token caps.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
-from langgraph_ttc.strategies.scaffold import Run, Scaffold
+from langgraph_ttc.strategies.scaffold import Run, Scaffold, budget_left
 from langgraph_ttc.strategies.settings import RefineSettings
 from langgraph_ttc.types import PRM, Candidate, GenerationRequest, Policy, StrategyState
 
@@ -79,7 +81,8 @@ def latest(state: SelfRefineState) -> list[Candidate]:
 
 
 async def draft(state: SelfRefineState, run: Run[RefineSettings]) -> dict[str, Any]:
-    request = run.solution_request(run.settings.n, seed_for(run.settings, 0, 0))
+    chains = run.samples_within_budget(run.settings.n, run.settings.max_tokens)
+    request = run.solution_request(chains, seed_for(run.settings, 0, 0))
     (drafts,), usage = await run.generate([request], iteration=0)
     versions = [
         cands.from_completion(chain, c, run.extractor, chain=chain, round=0)
@@ -139,7 +142,14 @@ async def revise(state: SelfRefineState, run: Run[RefineSettings]) -> dict[str, 
 
 
 def next_node(state: SelfRefineState, settings: RefineSettings) -> str:
-    return "critique" if state["round"] < settings.rounds else "select"
+    if state["round"] >= settings.rounds:
+        return "select"
+    left = budget_left(state, settings)
+    chains = len(latest(state))
+    # a round is a critique and a revision of every chain, each at its token cap
+    if left is not None and chains * (settings.critique_tokens + settings.max_tokens) > left:
+        return "select"
+    return "critique"
 
 
 def create_self_refine(

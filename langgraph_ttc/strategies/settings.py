@@ -66,6 +66,13 @@ class StrategySettings(BaseModel):
     )
     prm_timeout: Seconds | None = Field(120.0, description="seconds per verifier call")
     policy_timeout: Seconds | None = Field(600.0, description="seconds per policy call")
+    budget_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=1 << 40,
+        description="generated tokens the whole run may spend (None: unlimited); the strategy "
+        "stops expanding when its next call could exceed it",
+    )
 
     # Other names a run may use for a field (e.g. "chains" for self-refinement's n).
     aliases: ClassVar[dict[str, str]] = {}
@@ -93,6 +100,10 @@ class StrategySettings(BaseModel):
                 "use temperature > 0 or n=1"
             )
         return self
+
+    def token_budget(self) -> int | None:
+        """The tokens the run may generate (None: unlimited)."""
+        return self.budget_tokens
 
     def needs_prm(self) -> bool:
         """Whether these settings rank candidates by verifier score."""
@@ -124,6 +135,46 @@ class SearchSettings(StrategySettings):
 
     def needs_prm(self) -> bool:
         return True
+
+
+class AdaptiveSettings(StrategySettings):
+    """Adaptive majority: samples in rounds of `batch_size`, up to `n`, until the leading
+    answer is decisive: P(leader beats runner-up) >= `confidence` under a Beta posterior."""
+
+    n: int = Field(16, ge=1, le=MAX_N, description="the most samples drawn")
+    batch_size: int = Field(4, ge=1, le=MAX_N, description="samples per round")
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1, description="posterior probability that stops the sampling"
+    )
+
+
+class ParticleSettings(StrategySettings):
+    """Particle filtering: `n` particles extended a step at a time, resampled by PRM weight."""
+
+    max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
+    max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
+    weight_temperature: float = Field(
+        1.0, gt=0, le=100, allow_inf_nan=False, description="softmax temperature of the weights"
+    )
+    resampling: Literal["systematic", "multinomial"] = "systematic"
+    # the step-search helpers read these; particle filtering does not use them
+    beam_width: ClassVar[int] = 1
+    lookahead: ClassVar[int] = 0
+
+    def needs_prm(self) -> bool:
+        return True
+
+
+class RouterSettings(StrategySettings):
+    """The compute-optimal router: a probe of `probe_n` samples, then the strategy its routing
+    table names for the probe's difficulty bin. Without `budget_tokens` the budget is
+    n x max_tokens (the cost of n whole samples), so `n` is the budget in samples."""
+
+    probe_n: int = Field(4, ge=1, le=MAX_N, description="samples in the difficulty probe")
+    table: str | None = Field(None, description="routing table JSON file (None: the default)")
+
+    def token_budget(self) -> int:
+        return self.budget_tokens or self.n * self.max_tokens
 
 
 class RefineSettings(StrategySettings):

@@ -112,6 +112,33 @@ def finish_reason(
     return None
 
 
+def step_cap(settings: SearchSettings, parent: Candidate, *, final: bool) -> int:
+    """The max_tokens of the next step of `parent`: a step (or, on the final iteration, the
+    rest of the solution), never past what the beam has left of `max_tokens`."""
+    cap = settings.max_tokens if final else settings.max_step_tokens
+    return min(cap, max(1, settings.max_tokens - parent["num_tokens"]))
+
+
+def is_final(settings: SearchSettings, iteration: int) -> bool:
+    return iteration >= settings.max_iterations - 1
+
+
+def expansion_cost(
+    settings: SearchSettings,
+    parents: Sequence[Candidate],
+    copies: Sequence[int],
+    *,
+    final: bool,
+) -> int:
+    """The most tokens the next expansion can generate: every sampled step at its cap, plus
+    every child's lookahead rollout at `max_step_tokens` per rolled step (a budget's stop rule
+    compares this with what is left)."""
+    steps = sum(
+        count * step_cap(settings, p, final=final) for p, count in zip(parents, copies, strict=True)
+    )
+    return steps + settings.lookahead * sum(copies) * settings.max_step_tokens
+
+
 async def expand(
     run: Run[SearchSettings],
     parents: Sequence[Candidate],
@@ -127,15 +154,14 @@ async def expand(
     child. `final` (default: the last iteration) samples the rest of each solution."""
     settings = run.settings
     if final is None:
-        final = iteration >= settings.max_iterations - 1
+        final = is_final(settings, iteration)
     requests, slot = [], 0
     for parent, count in zip(parents, copies, strict=True):
         request = step_request(
             run, parent["text"], n=count, final=final, seed=seed_for(settings, iteration, slot)
         )
         # max_tokens bounds the whole solution: a step may use only what its beam has left
-        remaining = max(1, settings.max_tokens - parent["num_tokens"])
-        requests.append(replace(request, max_tokens=min(request.max_tokens, remaining)))
+        requests.append(replace(request, max_tokens=step_cap(settings, parent, final=final)))
         slot += count
     results, usage = await run.generate(requests, iteration=iteration)
     children: list[Candidate] = []

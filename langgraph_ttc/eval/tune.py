@@ -1,0 +1,161 @@
+"""`ttc tune`: fit the compute-optimal router's table from a `ttc eval` run.
+
+Difficulty bins come from the probe's signal, never from the answers: for each problem, the
+first `probe_n` samples of its best-of-N run (what the router's probe would have drawn, same
+seed) give the signal (`compute_optimal.probe_signal`); the bin edges are quantiles of the
+signals over the problems. Then, per budget N of the run and per bin, the route is the
+(strategy, budget <= N, selection) with the best accuracy on that bin's problems (ties: fewer
+mean tokens). A bin without problems gets the best route over all problems at that budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from langgraph_ttc.eval.results import ResultsLog
+from langgraph_ttc.strategies.compute_optimal import STRATEGY, RoutingTable, probe_signal
+from langgraph_ttc.strategies.registry import strategy_info
+
+PROBE_STRATEGY = "best_of_n"
+
+
+class TuneError(ValueError):
+    """The results cannot fit a table (no best-of-N rows to probe with, no rows at all)."""
+
+
+def probe_signals(rows: Iterable[Mapping[str, Any]], probe_n: int, has_prm: bool) -> dict:
+    """Problem id -> probe signal, from each problem's largest best-of-N run."""
+    runs: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        if row["strategy"] != PROBE_STRATEGY or len(row.get("candidates") or []) < probe_n:
+            continue
+        if row["id"] not in runs or row["budget"] > runs[row["id"]]["budget"]:
+            runs[row["id"]] = row
+    return {pid: probe_signal(row["candidates"][:probe_n], has_prm) for pid, row in runs.items()}
+
+
+def quantile_edges(signals: Sequence[float], bins: int) -> list[float]:
+    """Up to bins - 1 ascending, distinct edges splitting the signals into equal-count bins."""
+    ordered = sorted(signals)
+    if not ordered or bins < 2:
+        return []
+    edges = {ordered[min(len(ordered) - 1, (k * len(ordered)) // bins)] for k in range(1, bins)}
+    return sorted(e for e in edges if e > ordered[0])  # an edge at the minimum empties bin 0
+
+
+def route_settings(row: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    info = strategy_info(row["strategy"])
+    if "n" in info.fixed:
+        return {}
+    settings: dict[str, Any] = {"n": int(row["budget"]), "selection": mode}
+    if "beam_width" in info.settings.model_fields:
+        settings["beam_width"] = int(row.get("beam_width") or 1)
+    return settings
+
+
+def fit_table(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    probe_n: int = 4,
+    bins: int = 3,
+    has_prm: bool = True,
+    source: str = "",
+) -> RoutingTable:
+    signals = probe_signals(rows, probe_n, has_prm)
+    if not signals:
+        raise TuneError(
+            f"no {PROBE_STRATEGY} rows with at least {probe_n} candidates: run `ttc eval` with "
+            f"--strategy {PROBE_STRATEGY} and a budget >= {probe_n}"
+        )
+    edges = quantile_edges(list(signals.values()), bins)
+
+    def bin_of(problem_id: str) -> int:
+        return sum(signals[problem_id] >= edge for edge in edges)
+
+    # (strategy, budget, mode) -> bin -> [correct...], tokens
+    scores: dict[tuple[str, int, str], dict[int, list[bool]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    tokens: dict[tuple[str, int, str], list[int]] = defaultdict(list)
+    examples: dict[tuple[str, int, str], Mapping[str, Any]] = {}
+    for row in rows:
+        if row["strategy"] == STRATEGY or row["id"] not in signals:
+            continue
+        for mode, correct in (row.get("correct") or {}).items():
+            key = (row["strategy"], int(row["budget"]), mode)
+            scores[key][bin_of(row["id"])].append(bool(correct))
+            tokens[key].append(int(row.get("tokens") or 0))
+            examples.setdefault(key, row)
+    budgets = sorted({b for (s, b, _) in scores if "n" not in strategy_info(s).fixed})
+    if not budgets:
+        raise TuneError("the results hold no budget to fit (only greedy or router rows)")
+
+    def accuracy(values: list[bool]) -> float:
+        return sum(values) / len(values) if values else -1.0
+
+    def mean_tokens(key: tuple[str, int, str]) -> float:
+        return sum(tokens[key]) / max(1, len(tokens[key]))
+
+    def outcomes(key: tuple[str, int, str], bin_index: int | None) -> list[bool]:
+        if bin_index is None:  # every problem
+            return [v for values in scores[key].values() for v in values]
+        return scores[key].get(bin_index, [])
+
+    routes: dict[int, list[dict[str, Any]]] = {}
+    for budget in budgets:
+        options = [key for key in scores if key[1] <= budget]
+        row_routes = []
+        for bin_index in range(len(edges) + 1):
+            where = bin_index if any(scores[k].get(bin_index) for k in options) else None
+            # best accuracy; ties: fewer mean tokens, then by name (deterministic)
+            best = min(
+                options, key=lambda k, w=where: (-accuracy(outcomes(k, w)), mean_tokens(k), k)
+            )
+            row_routes.append(
+                {"strategy": best[0], "settings": route_settings(examples[best], best[2])}
+            )
+        routes[budget] = row_routes
+    counts = [sum(1 for pid in signals if bin_of(pid) == b) for b in range(len(edges) + 1)]
+    note = f"{len(signals)} problems, per bin {counts}" + (f"; {source}" if source else "")
+    return RoutingTable(probe_n=probe_n, bins=edges, routes=routes, source=f"fitted: {note}")
+
+
+def add_tune_parser(commands: Any) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        "tune",
+        help="fit the compute-optimal router's table from a `ttc eval` run",
+        description="Bins problems by the signal of a best-of-N probe (its first --probe-n "
+        "samples) and picks, per bin and budget, the strategy with the best accuracy.",
+    )
+    parser.add_argument("--results", required=True, type=Path, help="DIR/results.jsonl")
+    parser.add_argument("--out", required=True, type=Path, help="table JSON to write")
+    parser.add_argument("--probe-n", type=int, default=4, help="samples in the router's probe")
+    parser.add_argument("--bins", type=int, default=3, help="difficulty bins")
+    return parser
+
+
+def main(args: argparse.Namespace) -> int:
+    rows, _ = ResultsLog(args.results).read()
+    if not rows:
+        raise TuneError(f"{args.results} holds no results rows")
+    config_path = args.results.with_name("config.json")
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    has_prm = config.get("prm", "arithmetic") != "none"
+    table = fit_table(
+        rows,
+        probe_n=args.probe_n,
+        bins=args.bins,
+        has_prm=has_prm,
+        source=f"{config.get('dataset', args.results)}, verifier {config.get('prm', '?')}",
+    )
+    args.out.write_text(json.dumps(table.model_dump(), indent=2) + "\n")
+    print(f"table: {args.out} ({table.source}); bins {table.bins}", file=sys.stderr)
+    for budget, row in sorted(table.routes.items()):
+        print(f"  budget {budget}: " + " | ".join(r.strategy for r in row), file=sys.stderr)
+    return 0
