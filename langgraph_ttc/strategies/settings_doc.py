@@ -10,9 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from langgraph_ttc.strategies.registry import STRATEGIES
-from langgraph_ttc.strategies.settings import RefineSettings, SearchSettings, StrategySettings
+from langgraph_ttc.strategies.settings import StrategySettings
 
-MODELS: tuple[type[StrategySettings], ...] = (StrategySettings, SearchSettings, RefineSettings)
+# the base model first, then every other model a registered strategy uses
+MODELS: tuple[type[StrategySettings], ...] = tuple(
+    dict.fromkeys([StrategySettings, *(info.settings for info in STRATEGIES.values())])
+)
 
 HEADER = """\
 # Settings
