@@ -153,6 +153,8 @@ class VLLMPolicy:
     within that loop. Call `shutdown()` (or use `async with`) to stop the engine process.
     """
 
+    supports_prefix = True  # prompts are rendered here: a prefix is continued verbatim
+
     def __init__(self, model: str | None = None, *, settings: EngineSettings | None = None):
         self.model_ref = model
         self.settings = settings or EngineSettings()

@@ -22,6 +22,7 @@ from langgraph.types import Overwrite
 
 from langgraph_ttc.answers import AnswerExtractor, extract_answer
 from langgraph_ttc.events import emit
+from langgraph_ttc.policies.base import require_prefix_support
 from langgraph_ttc.strategies.common import finish, make_candidate, resolve_problem
 from langgraph_ttc.strategies.step_search import (
     Beam,
@@ -99,6 +100,7 @@ def create_beam_search(
     n / beam_width survive each iteration). `max_tokens` bounds a whole solution,
     `max_step_tokens` one step. Per-run overrides go in `config["configurable"]`.
     """
+    require_prefix_support(policy, name)
     defaults = StepSearchSettings(
         n=n,
         beam_width=beam_width,

@@ -25,6 +25,7 @@ from langgraph.types import Overwrite
 
 from langgraph_ttc.answers import AnswerExtractor, extract_answer
 from langgraph_ttc.events import emit
+from langgraph_ttc.policies.base import require_prefix_support
 from langgraph_ttc.strategies.beam_search import beams_to_candidates
 from langgraph_ttc.strategies.common import finish, resolve_problem
 from langgraph_ttc.strategies.step_search import (
@@ -78,6 +79,7 @@ def create_dvts(
     name: str = STRATEGY,
 ) -> CompiledStateGraph:
     """Build a DVTS graph: n / beam_width greedy subtrees, beam_width candidates each."""
+    require_prefix_support(policy, name)
     defaults = StepSearchSettings(
         n=n,
         beam_width=beam_width,
