@@ -17,9 +17,15 @@ import json
 import logging
 import math
 import os
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -364,3 +370,76 @@ def serve_command(
         else:
             argv += [flag, str(value)]
     return argv, env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def local_server(
+    model: str | None = None,
+    settings: EngineSettings | None = None,
+    *,
+    port: int | None = None,
+    log_path: Path | None = None,
+    startup_timeout: float = 900.0,
+) -> Iterator[str]:
+    """Run `vllm serve` (see `serve_command`) on a loopback port while the block runs; yields
+    its base URL (".../v1"). The server runs in its own process group, which is always killed
+    on exit, also when the block raises."""
+    from langgraph_ttc.models import resolve_model
+
+    port = port or free_port()
+    argv, env = serve_command(resolve_model(model), settings, port=port)
+    if log_path is None:
+        log_path = Path(tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")[1])
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: engine workers die with it
+        )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/health", process, log_path, startup_timeout)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        stop_process_group(process)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise PolicyError(f"vllm serve exited with code {process.returncode}:\n{tail}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise PolicyError(f"vllm serve did not answer {url} within {timeout:.0f}s (log: {log_path})")
+
+
+def stop_process_group(process: subprocess.Popen, grace: float = 30.0) -> None:
+    """SIGTERM the process group of `process`, then SIGKILL what is left after `grace` s."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # workers that outlived their parent
+    except ProcessLookupError:
+        pass
+    process.wait()

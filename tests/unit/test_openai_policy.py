@@ -14,9 +14,9 @@ from langgraph_ttc.policies import (
     serve_command,
     supports_prefix,
 )
-from langgraph_ttc.policies.openai import normalize_base_url
+from langgraph_ttc.policies.openai import free_port, normalize_base_url
 from langgraph_ttc.types import GenerationRequest
-from tests.fake_openai_server import FakeOpenAIServer, free_port
+from tests.fake_openai_server import FakeOpenAIServer
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 
@@ -192,3 +192,19 @@ def test_serve_command_uses_the_cpu_engine_settings():
     assert "--max-num-batched-tokens 8192" in joined and "--max-model-len 2048" in joined
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert "VLLM_CPU_OMP_THREADS_BIND" in env
+
+
+def test_stopping_a_server_kills_its_whole_process_group():
+    import os
+    import subprocess
+
+    from langgraph_ttc.policies.openai import stop_process_group
+
+    # a parent that ignores SIGTERM, with a child: both must be gone afterwards
+    process = subprocess.Popen(
+        ["bash", "-c", "trap '' TERM; sleep 60 & wait"], start_new_session=True
+    )
+    stop_process_group(process, grace=0.5)
+    assert process.returncode is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)
