@@ -23,6 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.outputs import ChatGeneration
 
 from langgraph_ttc.policies.base import GenerationMeter, gather_or_cancel, validate_requests
+from langgraph_ttc.policies.vllm import PolicyError
 from langgraph_ttc.types import Completion, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 Continuation = Literal["auto", "vllm", "none"]
 # Keys chat integrations use for the stop sequence that ended a generation.
 _STOP_KEYS = ("stop_reason", "stop_sequence", "matched_stop")
+_CONNECTION_ERRORS = {"APIConnectionError", "APITimeoutError", "ConnectError", "ConnectTimeout"}
 
 
 def is_vllm_openai_client(model: BaseChatModel) -> bool:
@@ -147,9 +149,16 @@ class ChatModelPolicy:
     ) -> list[Completion]:
         stop = list(request.stop) or None
         async with self._limit():
-            result = await self.model.agenerate(
-                [self.messages(request)], stop=stop, **self.call_kwargs(request, n, seed)
-            )
+            try:
+                result = await self.model.agenerate(
+                    [self.messages(request)], stop=stop, **self.call_kwargs(request, n, seed)
+                )
+            except Exception as exc:
+                if _is_unreachable(exc):
+                    raise PolicyError(
+                        f"{type(self.model).__name__} cannot reach its model server: {exc}"
+                    ) from exc
+                raise
         generations = result.generations[0]
         completions = [
             to_completion(g, request.stop, share=len(generations))  # type: ignore[arg-type]
@@ -157,6 +166,16 @@ class ChatModelPolicy:
         ]
         meter.add(completions)
         return completions
+
+
+def _is_unreachable(exc: BaseException) -> bool:
+    """A connection failure anywhere in the exception chain (any HTTP client library)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) or type(seen).__name__ in _CONNECTION_ERRORS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def to_completion(generation: ChatGeneration, stops: Sequence[str], share: int = 1) -> Completion:

@@ -177,6 +177,10 @@ class OpenAIPolicy:
             raise PolicyError(
                 f"{url} answered 404 for model {self.model!r}: {_message(exc)}"
             ) from exc
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            # the request's fault (e.g. a prompt longer than the server's context), not the
+            # server's: fails this run only, like the in-process engine's ValueError
+            raise ValueError(f"{url} rejected the request: {_message(exc)}") from exc
         except openai.APIStatusError as exc:
             retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
             tries = f" after {self.max_retries + 1} tries" if retried else ""

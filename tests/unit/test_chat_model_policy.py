@@ -8,7 +8,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
-from langgraph_ttc.policies import ChatModelPolicy, require_prefix_support
+from langgraph_ttc.policies import ChatModelPolicy, PolicyError, require_prefix_support
 from langgraph_ttc.strategies import create_beam_search, create_best_of_n, create_dvts
 from langgraph_ttc.types import GenerationRequest
 from langgraph_ttc.verifiers import ArithmeticVerifier
@@ -161,3 +161,13 @@ async def test_best_of_n_runs_over_a_chat_model():
     out = await graph.ainvoke({"problem": "What is 2 + 2?"})
     assert out["answer"] == "4"
     assert len(out["candidates"]) == 3
+
+
+class UnreachableChat(FakeChat):
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        raise RuntimeError("request failed") from ConnectionRefusedError(111, "refused")
+
+
+async def test_an_unreachable_server_is_a_policy_error():
+    with pytest.raises(PolicyError, match="UnreachableChat cannot reach its model server"):
+        await ChatModelPolicy(UnreachableChat()).generate([GenerationRequest(MESSAGES)])

@@ -208,3 +208,12 @@ def test_stopping_a_server_kills_its_whole_process_group():
     assert process.returncode is not None
     with pytest.raises(ProcessLookupError):
         os.killpg(process.pid, 0)
+
+
+async def test_a_rejected_request_fails_that_request_only(server, tokenizer_dir):
+    server.fail_with = [400]
+    policy = make_policy(server.url, tokenizer_dir)
+    with pytest.raises(ValueError, match="rejected the request: fake 400") as info:
+        await policy.generate([GenerationRequest(MESSAGES)])
+    assert not isinstance(info.value, PolicyError)
+    assert server.completions_calls == 1  # not retried
