@@ -217,3 +217,17 @@ async def test_a_rejected_request_fails_that_request_only(server, tokenizer_dir)
         await policy.generate([GenerationRequest(MESSAGES)])
     assert not isinstance(info.value, PolicyError)
     assert server.completions_calls == 1  # not retried
+
+
+async def test_generation_progress_reaches_the_custom_stream(server, tokenizer_dir):
+    from langgraph_ttc.strategies import create_best_of_n
+    from langgraph_ttc.verifiers import ArithmeticVerifier
+
+    graph = create_best_of_n(make_policy(server.url, tokenizer_dir), ArithmeticVerifier(), n=2)
+    events = [
+        chunk
+        async for chunk in graph.astream({"problem": "What is 2 + 2?"}, stream_mode="custom")
+        if chunk["type"] == "generation"
+    ]
+    assert events[-1]["sequences"] == events[-1]["finished"] == 2
+    assert events[-1]["tokens"] == 18  # 9 words per fake sample
