@@ -80,8 +80,13 @@ async def warm_up(policy) -> None:
 
 
 def summarize(backend: str, strategy: str, runs: list[dict], problems: int) -> dict:
+    errors = [r["error"] for r in runs if "error" in r]
+    runs = [r for r in runs if "error" not in r]
+    if not runs:
+        return {"backend": backend, "strategy": strategy, "errors": errors}
     best = min(runs, key=lambda r: r["wall_s"])  # the least disturbed run on a shared machine
     return {
+        "errors": errors,
         "backend": backend,
         "strategy": strategy,
         "wall_s": round(best["wall_s"], 1),
@@ -134,8 +139,11 @@ async def main(args) -> dict:
             for repeat in range(args.repeats):
                 for backend in order[repeat % len(order) :] + order[: repeat % len(order)]:
                     for strategy, graph in graphs[backend].items():
-                        await reset_prefix_cache(policies[backend])
-                        run = await run_strategy(graph, problems)
+                        try:
+                            await reset_prefix_cache(policies[backend])
+                            run = await run_strategy(graph, problems)
+                        except Exception as error:  # e.g. an engine dying on an overloaded box
+                            run = {"error": f"{type(error).__name__}: {error}"[:300]}
                         runs.setdefault((backend, strategy), []).append(run)
                         print(backend, strategy, json.dumps(run), file=sys.stderr, flush=True)
         finally:
@@ -168,6 +176,9 @@ def print_report(report: dict) -> None:
     )
     print(f"{'backend':<29}{'strategy':<13}{'wall s':>8}{'tokens':>8}{'tok/s':>8}{'prob/min':>9}")
     for r in report["results"]:
+        if "wall_s" not in r:
+            print(f"{r['backend']:<29}{r['strategy']:<13}  failed: {r['errors'][0]}")
+            continue
         print(
             f"{r['backend']:<29}{r['strategy']:<13}{r['wall_s']:>8}{r['policy_tokens']:>8}"
             f"{r['tokens_per_s']:>8}{r['problems_per_min']:>9}  {r['correct']}"
