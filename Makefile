@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ttc-installed
 BACKEND ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 DEMO_PROBLEM ?= Tom has 12 apples and buys 7 more. How many apples does he have now?
 
-.PHONY: setup demo test unit integration lint bench clean
+.PHONY: setup demo serve test unit integration lint bench clean
 
 setup: $(STAMP)
 	$(BIN)/ttc models prepare
@@ -27,6 +27,12 @@ endif
 
 demo: setup
 	$(BIN)/ttc solve "$(DEMO_PROBLEM)" --n 8 --seed 0
+
+# An OpenAI-compatible server on the embedded model: `ttc solve --base-url http://127.0.0.1:$(PORT)/v1`
+# then skips the engine start. Stop it with Ctrl-C.
+PORT ?= 8000
+serve: setup
+	$(BIN)/ttc serve --port $(PORT)
 
 test: setup
 	$(BIN)/python -m pytest

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="verifier: arithmetic | none | judge[:PATH] | pooling:PATH | rlhflow[:PATH] | "
         "math-shepherd[:PATH] (no PATH: share the policy model's engine)",
     )
+    add_server_argument(solve)
     solve.add_argument("--seed", type=int, default=0, help="default 0: runs reproduce")
     add_few_shot_arguments(solve)
     solve.add_argument("--json", action="store_true", help="print the graph output as JSON")
@@ -49,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands = models.add_subparsers(dest="models_command", required=True)
     prepare = model_commands.add_parser("prepare", help="fetch and convert the embedded model")
     prepare.add_argument("--force", action="store_true", help="convert again even if cached")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run `vllm serve` with the CPU settings, for `ttc solve/eval --base-url`",
+        description="Start an OpenAI-compatible vLLM server on the embedded model (or --model) "
+        "with the engine settings ttc uses; repeated `ttc solve --base-url URL` calls then skip "
+        "the engine start. Runs until stopped (Ctrl-C).",
+    )
+    serve.add_argument("--model", default=None, help="default: embedded SmolLM2-135M")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-model-len", type=int, default=4096)
 
     from langgraph_ttc.eval.command import add_eval_parser
     from langgraph_ttc.eval.tune import add_tune_parser
@@ -111,6 +124,40 @@ def settings_from(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def add_server_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url",
+        default=None,
+        help="use a running OpenAI-compatible server (e.g. `ttc serve`: "
+        "http://127.0.0.1:8000/v1) instead of starting an engine; --model names the served "
+        "model (default: the server's only one)",
+    )
+
+
+def make_policy(args: argparse.Namespace) -> Any:
+    """The policy the options name: a server client with --base-url, else an engine (neither
+    starts anything yet)."""
+    from langgraph_ttc import policies
+
+    if getattr(args, "base_url", None):
+        kind = args.prm.partition(":")[0].lower() if getattr(args, "prm", None) else ""
+        if kind in ("rlhflow", "math-shepherd") and ":" not in args.prm:
+            raise ValueError(
+                f"--prm {args.prm} shares the policy's in-process engine, which --base-url does "
+                f"not start: give the PRM a model path ({kind}:PATH)"
+            )
+        return policies.OpenAIPolicy(args.base_url, args.model)
+    return policies.VLLMPolicy(args.model)
+
+
+def describe_start(policy: Any) -> tuple[str, str]:
+    """What to say before and after `policy.start()`."""
+    base_url = getattr(policy, "base_url", None)
+    if base_url:
+        return f"connecting to {base_url}...", f"server ready ({policy.model})"
+    return "starting the vLLM engine (about a minute on a laptop CPU)...", "engine ready"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
@@ -119,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "models":
             return _prepare_models(args)
+        if args.command == "serve":
+            return _serve(args)
         if args.command == "eval":
             from langgraph_ttc.eval.command import main as eval_main
 
@@ -174,23 +223,42 @@ def _prepare_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from langgraph_ttc.models import resolve_model
+    from langgraph_ttc.policies import EngineSettings, serve_command
+    from langgraph_ttc.policies.vllm import _is_cpu_platform
+
+    model = resolve_model(args.model)
+    settings = EngineSettings(max_model_len=args.max_model_len)
+    argv, env = serve_command(
+        model, settings, port=args.port, host=args.host, on_cpu=_is_cpu_platform()
+    )
+    print(
+        f"starting vllm serve on http://{args.host}:{args.port}/v1 (model {model}); then:\n"
+        f'  ttc solve --base-url http://{args.host}:{args.port}/v1 "<problem>"',
+        file=sys.stderr,
+        flush=True,
+    )
+    os.execve(argv[0], argv, {**os.environ, **env})  # the server replaces this process
+
+
 async def _solve(args: argparse.Namespace) -> int:
-    from langgraph_ttc.policies import VLLMPolicy
     from langgraph_ttc.verifiers import build_prm, close_prm
 
     settings = settings_from(args)  # a bad examples file fails before any backend
-    policy = VLLMPolicy(args.model)
+    policy = make_policy(args)
     prm = build_prm(args.prm, policy)
     from langgraph_ttc.strategies import create_strategy
 
     graph = create_strategy(args.strategy, policy, prm, settings)  # validates first
     shown = {k: len(v) if k == "examples" else v for k, v in settings.items()}
     progress = Progress(sys.stderr)
+    before, after = describe_start(policy)
     try:
-        progress.line("starting the vLLM engine (about a minute on a laptop CPU)...")
+        progress.line(before)
         await policy.start()
         progress.line(
-            f"engine ready in {policy.startup_seconds:.0f}s; solving with {args.strategy} "
+            f"{after} in {policy.startup_seconds:.0f}s; solving with {args.strategy} "
             f"({', '.join(f'{k}={v}' for k, v in shown.items())})"
         )
         output: dict[str, Any] = {}

@@ -69,6 +69,9 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue results in --out")
     parser.add_argument("--model", default=None, help="default: embedded SmolLM2-135M")
+    from langgraph_ttc.cli import add_server_argument
+
+    add_server_argument(parser)
     parser.add_argument(
         "--prm", default="arithmetic", help="verifier spec, as for `ttc solve` (see --help there)"
     )
@@ -105,6 +108,7 @@ def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[in
         "split": args.split if args.dataset.startswith("hf:") else None,
         "fields": {"problem": args.problem_field, "answer": args.answer_field, "id": args.id_field},
         "model": args.model or "embedded:SmolLM2-135M-Instruct",
+        "base_url": getattr(args, "base_url", None),
         "prm": args.prm,
         "settings": settings,
         "beam_width": args.beam_width,
@@ -262,24 +266,26 @@ async def _run_locked(
 
 def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
     """The policy (engine not started yet) and the verifier the options name."""
-    from langgraph_ttc.policies import VLLMPolicy
+    from langgraph_ttc.cli import make_policy
     from langgraph_ttc.verifiers import build_prm
 
-    policy = VLLMPolicy(args.model)
+    policy = make_policy(args)
     return policy, build_prm(args.prm, policy)
 
 
 async def _run_on_engine(
     policy: Any, graphs: dict[str, Any], work: list[Any], log: ResultsLog, args: argparse.Namespace
 ) -> None:
+    from langgraph_ttc.cli import describe_start
     from langgraph_ttc.policies import PolicyError
 
     start = getattr(policy, "start", None)
     try:
         if start is not None:
-            say("starting the vLLM engine (about a minute on a laptop CPU)...")
+            before, after = describe_start(policy)
+            say(before)
             await start()
-            say(f"engine ready in {policy.startup_seconds:.0f}s; concurrency {args.concurrency}")
+            say(f"{after} in {policy.startup_seconds:.0f}s; concurrency {args.concurrency}")
         await run_eval(
             work,
             graphs,

@@ -1,7 +1,26 @@
-"""Policies: anything with `async generate(requests) -> list[list[Completion]]`."""
+"""Policies: anything with `async generate(requests) -> list[list[Completion]]`.
+
+- `VLLMPolicy`: an in-process vLLM engine.
+- `OpenAIPolicy`: an OpenAI-compatible server (`vllm serve`, one or many behind a balancer).
+- `ChatModelPolicy`: any LangChain chat model.
+"""
 
 from langgraph_ttc.engine import EngineSettings
+from langgraph_ttc.policies.base import require_prefix_support, supports_prefix
+from langgraph_ttc.policies.chat_model import ChatModelPolicy
+from langgraph_ttc.policies.openai import OpenAIPolicy, serve_command
 from langgraph_ttc.policies.vllm import PolicyError, VLLMPolicy, shared_policy
 from langgraph_ttc.types import Policy
 
-__all__ = ["EngineSettings", "Policy", "PolicyError", "VLLMPolicy", "shared_policy"]
+__all__ = [
+    "ChatModelPolicy",
+    "EngineSettings",
+    "OpenAIPolicy",
+    "Policy",
+    "PolicyError",
+    "VLLMPolicy",
+    "require_prefix_support",
+    "serve_command",
+    "shared_policy",
+    "supports_prefix",
+]

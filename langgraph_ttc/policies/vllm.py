@@ -12,11 +12,9 @@ import asyncio
 import atexit
 import itertools
 import logging
-import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from langgraph_ttc import progress
 from langgraph_ttc.engine import (
     EngineError,
     EngineSettings,
@@ -28,6 +26,7 @@ from langgraph_ttc.engine import (
     probe_next_token,
     start_engine,
 )
+from langgraph_ttc.policies.base import GenerationMeter, gather_or_cancel, validate_requests
 from langgraph_ttc.types import Completion, GenerationRequest
 
 # Re-exported: these lived here before `langgraph_ttc.engine` existed.
@@ -49,42 +48,6 @@ class PolicyError(RuntimeError):
     """The policy engine failed (could not start, died, or rejected a request)."""
 
 
-class _CallProgress:
-    """Token counts of one `generate` call, reported through `progress.report` at most 1/s."""
-
-    def __init__(self, sequences: int):
-        self.sequences, self.tokens, self.finished = sequences, 0, 0
-        self.started = self.last_report = time.perf_counter()
-
-    def report(self, force: bool = False) -> None:
-        now = time.perf_counter()
-        if not force and now - self.last_report < 1.0:
-            return
-        self.last_report = now
-        progress.report(
-            progress.GenerationProgress(
-                tokens=self.tokens,
-                sequences=self.sequences,
-                finished=self.finished,
-                seconds=now - self.started,
-            )
-        )
-
-
-async def _all_or_cancel(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-    """Await every coroutine concurrently; when one fails, cancel the others and raise its
-    exception (not an ExceptionGroup, so callers catch `PolicyError` as before)."""
-    failure: BaseException | None = None
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(c) for c in coroutines]
-    except BaseExceptionGroup as errors:
-        failure = errors.exceptions[0]
-    if failure is not None:
-        raise failure
-    return [task.result() for task in tasks]
-
-
 class VLLMPolicy:
     """Policy backed by an in-process vLLM engine (started lazily on first use).
 
@@ -94,6 +57,8 @@ class VLLMPolicy:
     The engine binds to the event loop that first uses it; share one policy across graph runs
     within that loop. Call `shutdown()` (or use `async with`) to stop the engine process.
     """
+
+    supports_prefix = True  # prompts are rendered here: a prefix is continued verbatim
 
     def __init__(self, model: str | None = None, *, settings: EngineSettings | None = None):
         self.model_ref = model
@@ -193,13 +158,9 @@ class VLLMPolicy:
         `langgraph_ttc.progress.report` about once a second and once at the end.
         """
         await self.start()
-        for request in requests:
-            if request.n < 1 or request.max_tokens < 1:
-                raise ValueError(f"invalid request: n={request.n}, max_tokens={request.max_tokens}")
-            if request.temperature == 0 and request.n > 1:
-                raise ValueError("temperature 0 with n > 1 would return identical samples")
-        call = _CallProgress(sequences=sum(r.n for r in requests))
-        results = await _all_or_cancel([self._generate_one(r, call) for r in requests])
+        validate_requests(requests)
+        call = GenerationMeter(sequences=sum(r.n for r in requests))
+        results = await gather_or_cancel([self._generate_one(r, call) for r in requests])
         for index, (request, completions) in enumerate(zip(requests, results, strict=True)):
             if len(completions) != request.n:
                 raise PolicyError(
@@ -209,7 +170,7 @@ class VLLMPolicy:
         return results
 
     async def _generate_one(
-        self, request: GenerationRequest, call: _CallProgress
+        self, request: GenerationRequest, call: GenerationMeter
     ) -> list[Completion]:
         from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -303,7 +264,7 @@ class VLLMPolicy:
             by_id = dict(zip(unique, logprobs, strict=True))
             return {t: by_id[i[0]] for t, i in ids.items()}
 
-        return await _all_or_cancel([one(r) for r in requests])
+        return await gather_or_cancel([one(r) for r in requests])
 
     def shutdown(self) -> None:
         """Stop the engine process; safe to call twice."""

@@ -185,6 +185,7 @@ def create_particle_filtering(policy: Policy, prm: PRM, **options: Any) -> Compi
         supersteps=lambda settings: 3 * settings.max_iterations + 10,
         loop_setting="max_iterations",
         needs_prm=True,
+        continues_prefix=True,
     )
     scaffold.add_nodes(expand, score, resample)
     scaffold.add_path("prepare", "expand", "score", "resample")

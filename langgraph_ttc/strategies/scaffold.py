@@ -37,6 +37,7 @@ from pydantic import create_model
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events, progress
 from langgraph_ttc.answers import AnswerExtractor, extract_answer
+from langgraph_ttc.policies.base import require_prefix_support
 from langgraph_ttc.selection import select, split_steps
 from langgraph_ttc.strategies.settings import SettingsError, StrategySettings
 from langgraph_ttc.types import (
@@ -376,7 +377,8 @@ class Scaffold(Generic[S]):
 
     `init(settings)` gives the strategy's state at the start of a run; `final(state, run)` its
     candidates at the end; `supersteps(settings)` the graph steps a run of these settings takes
-    (the loop guard compares it with the recursion limit before any work).
+    (the loop guard compares it with the recursion limit before any work). A strategy that
+    `continues_prefix` refuses, at build time, a policy that cannot continue a partial answer.
     """
 
     def __init__(
@@ -393,9 +395,12 @@ class Scaffold(Generic[S]):
         supersteps: Callable[[S], int] = lambda settings: 5,
         loop_setting: str = "",
         needs_prm: bool = False,
+        continues_prefix: bool = False,
         fixed: Sequence[str] = (),
     ) -> None:
         check_backends(strategy, policy, prm, needs_prm)
+        if continues_prefix:  # a step search continues partial solutions
+            require_prefix_support(policy, strategy)
         graph_options = {k: v for k, v in options.items() if k in GRAPH_OPTIONS}
         values = {k: v for k, v in options.items() if k not in GRAPH_OPTIONS}
         if prm is None and "selection" not in values:

