@@ -224,14 +224,14 @@ def _prepare_models(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from langgraph_ttc.engine import is_cpu_platform
     from langgraph_ttc.models import resolve_model
     from langgraph_ttc.policies import EngineSettings, serve_command
-    from langgraph_ttc.policies.vllm import _is_cpu_platform
 
     model = resolve_model(args.model)
     settings = EngineSettings(max_model_len=args.max_model_len)
     argv, env = serve_command(
-        model, settings, port=args.port, host=args.host, on_cpu=_is_cpu_platform()
+        model, settings, port=args.port, host=args.host, on_cpu=is_cpu_platform()
     )
     print(
         f"starting vllm serve on http://{args.host}:{args.port}/v1 (model {model}); then:\n"

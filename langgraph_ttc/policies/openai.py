@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from langgraph_ttc.engine import EngineSettings, build_engine_args, cpu_environment
 from langgraph_ttc.policies.base import GenerationMeter, gather_or_cancel, validate_requests
-from langgraph_ttc.policies.vllm import EngineSettings, PolicyError, build_engine_args
+from langgraph_ttc.policies.vllm import PolicyError
 from langgraph_ttc.types import Completion, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,6 @@ def serve_command(
     """`vllm serve` argv and the extra environment for `model` with `VLLMPolicy`'s engine
     settings (on CPU: float32, eager, 32-token blocks, chunked prefill off, the KV cache size
     and OMP binding), so a server generates what the in-process engine would."""
-    from langgraph_ttc.policies.vllm import cpu_environment
 
     args = build_engine_args(model, settings or EngineSettings(), on_cpu)
     env: dict[str, str] = {}

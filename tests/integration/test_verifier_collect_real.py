@@ -4,12 +4,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.shared_data import shared_data_dir
+
 pytestmark = pytest.mark.integration
-DATASET = Path("/work/shared/data/mawps_addsub.jsonl")
+DATASET = shared_data_dir() / "mawps_addsub.jsonl"
 
 
 def ttc_collect(*args: str) -> subprocess.CompletedProcess:
