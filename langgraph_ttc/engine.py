@@ -104,28 +104,7 @@ def build_engine_args(
         "enable_prefix_caching": settings.enable_prefix_caching,
         "disable_log_stats": True,
     }
-    if on_cpu:
-        args["dtype"] = settings.dtype or "float32"
-        args["enforce_eager"] = True if settings.enforce_eager is None else settings.enforce_eager
-        kv_gib = settings.kv_cache_gib
-        if kv_gib is None:
-            kv_gib = min(4.0, max(1.0, available_memory_bytes() / GIB / 8))
-        args["kv_cache_memory_bytes"] = int(kv_gib * GIB)
-        args["block_size"] = settings.block_size or 32
-        if settings.cpu_safe_seeds:
-            args["enable_chunked_prefill"] = False
-            args["max_num_batched_tokens"] = max(settings.max_model_len, 8192)
-    else:
-        if settings.dtype:
-            args["dtype"] = settings.dtype
-        if settings.enforce_eager is not None:
-            args["enforce_eager"] = settings.enforce_eager
-        if settings.gpu_memory_utilization is not None:
-            args["gpu_memory_utilization"] = settings.gpu_memory_utilization
-        if settings.kv_cache_gib is not None:
-            args["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * GIB)
-        if settings.block_size is not None:
-            args["block_size"] = settings.block_size
+    args.update(_cpu_args(settings) if on_cpu else _gpu_args(settings))
     if settings.max_num_seqs is not None:
         args["max_num_seqs"] = settings.max_num_seqs
     args.update(settings.extra)
@@ -133,6 +112,37 @@ def build_engine_args(
         args["runner"] = runner
     args.update(extra_args)
     return args
+
+
+def _cpu_args(settings: EngineSettings) -> dict[str, Any]:
+    """The CPU choices: float32, eager, a bounded KV cache, 32-token blocks, whole prefills."""
+    kv_gib = settings.kv_cache_gib
+    if kv_gib is None:
+        kv_gib = min(4.0, max(1.0, available_memory_bytes() / GIB / 8))
+    args: dict[str, Any] = {
+        "dtype": settings.dtype or "float32",
+        "enforce_eager": True if settings.enforce_eager is None else settings.enforce_eager,
+        "kv_cache_memory_bytes": int(kv_gib * GIB),
+        "block_size": settings.block_size or 32,
+    }
+    if settings.cpu_safe_seeds:
+        args["enable_chunked_prefill"] = False
+        args["max_num_batched_tokens"] = max(settings.max_model_len, 8192)
+    return args
+
+
+def _gpu_args(settings: EngineSettings) -> dict[str, Any]:
+    """On a GPU only what was set explicitly; vLLM's defaults otherwise."""
+    chosen = {
+        "dtype": settings.dtype or None,
+        "enforce_eager": settings.enforce_eager,
+        "gpu_memory_utilization": settings.gpu_memory_utilization,
+        "kv_cache_memory_bytes": (
+            int(settings.kv_cache_gib * GIB) if settings.kv_cache_gib is not None else None
+        ),
+        "block_size": settings.block_size,
+    }
+    return {key: value for key, value in chosen.items() if value is not None}
 
 
 @dataclass(frozen=True)

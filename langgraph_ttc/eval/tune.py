@@ -15,6 +15,7 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,46 @@ def route_settings(row: Mapping[str, Any], mode: str) -> dict[str, Any]:
     return settings
 
 
+Key = tuple[str, int, str]  # (strategy, budget, selection mode)
+
+
+@dataclass
+class Outcomes:
+    """Per (strategy, budget, mode): right/wrong per difficulty bin, and tokens spent."""
+
+    correct: dict[Key, dict[int, list[bool]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+    tokens: dict[Key, list[int]] = field(default_factory=lambda: defaultdict(list))
+    example_rows: dict[Key, Mapping[str, Any]] = field(default_factory=dict)
+
+    def add(self, row: Mapping[str, Any], bin_index: int) -> None:
+        for mode, right in (row.get("correct") or {}).items():
+            key = (row["strategy"], int(row["budget"]), mode)
+            self.correct[key][bin_index].append(bool(right))
+            self.tokens[key].append(int(row.get("tokens") or 0))
+            self.example_rows.setdefault(key, row)
+
+    def accuracy(self, key: Key, bin_index: int | None) -> float:
+        """In one bin, or over every problem (None); -1 without data."""
+        by_bin = self.correct[key]
+        values = (
+            [v for vs in by_bin.values() for v in vs]
+            if bin_index is None
+            else by_bin.get(bin_index, [])
+        )
+        return sum(values) / len(values) if values else -1.0
+
+    def mean_tokens(self, key: Key) -> float:
+        return sum(self.tokens[key]) / max(1, len(self.tokens[key]))
+
+    def best(self, options: Sequence[Key], bin_index: int) -> Key:
+        """Best accuracy in the bin (every problem if no option has data there); ties go to
+        fewer mean tokens, then by name (deterministic)."""
+        where = bin_index if any(self.correct[k].get(bin_index) for k in options) else None
+        return min(options, key=lambda k: (-self.accuracy(k, where), self.mean_tokens(k), k))
+
+
 def fit_table(
     rows: Sequence[Mapping[str, Any]],
     *,
@@ -78,49 +119,22 @@ def fit_table(
     def bin_of(problem_id: str) -> int:
         return sum(signals[problem_id] >= edge for edge in edges)
 
-    # (strategy, budget, mode) -> bin -> [correct...], tokens
-    scores: dict[tuple[str, int, str], dict[int, list[bool]]] = defaultdict(
-        lambda: defaultdict(list)
-    )
-    tokens: dict[tuple[str, int, str], list[int]] = defaultdict(list)
-    examples: dict[tuple[str, int, str], Mapping[str, Any]] = {}
+    outcomes = Outcomes()
     for row in rows:
-        if row["strategy"] == STRATEGY or row["id"] not in signals:
-            continue
-        for mode, correct in (row.get("correct") or {}).items():
-            key = (row["strategy"], int(row["budget"]), mode)
-            scores[key][bin_of(row["id"])].append(bool(correct))
-            tokens[key].append(int(row.get("tokens") or 0))
-            examples.setdefault(key, row)
-    budgets = sorted({b for (s, b, _) in scores if "n" not in strategy_info(s).fixed})
+        if row["strategy"] != STRATEGY and row["id"] in signals:
+            outcomes.add(row, bin_of(row["id"]))
+    keys = list(outcomes.correct)
+    budgets = sorted({b for (s, b, _) in keys if "n" not in strategy_info(s).fixed})
     if not budgets:
         raise TuneError("the results hold no budget to fit (only greedy or router rows)")
-
-    def accuracy(values: list[bool]) -> float:
-        return sum(values) / len(values) if values else -1.0
-
-    def mean_tokens(key: tuple[str, int, str]) -> float:
-        return sum(tokens[key]) / max(1, len(tokens[key]))
-
-    def outcomes(key: tuple[str, int, str], bin_index: int | None) -> list[bool]:
-        if bin_index is None:  # every problem
-            return [v for values in scores[key].values() for v in values]
-        return scores[key].get(bin_index, [])
-
     routes: dict[int, list[dict[str, Any]]] = {}
     for budget in budgets:
-        options = [key for key in scores if key[1] <= budget]
-        row_routes = []
-        for bin_index in range(len(edges) + 1):
-            where = bin_index if any(scores[k].get(bin_index) for k in options) else None
-            # best accuracy; ties: fewer mean tokens, then by name (deterministic)
-            best = min(
-                options, key=lambda k, w=where: (-accuracy(outcomes(k, w)), mean_tokens(k), k)
-            )
-            row_routes.append(
-                {"strategy": best[0], "settings": route_settings(examples[best], best[2])}
-            )
-        routes[budget] = row_routes
+        options = [key for key in keys if key[1] <= budget]
+        chosen = [outcomes.best(options, b) for b in range(len(edges) + 1)]
+        routes[budget] = [
+            {"strategy": k[0], "settings": route_settings(outcomes.example_rows[k], k[2])}
+            for k in chosen
+        ]
     counts = [sum(1 for pid in signals if bin_of(pid) == b) for b in range(len(edges) + 1)]
     note = f"{len(signals)} problems, per bin {counts}" + (f"; {source}" if source else "")
     return RoutingTable(probe_n=probe_n, bins=edges, routes=routes, source=f"fitted: {note}")
