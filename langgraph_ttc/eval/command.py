@@ -218,7 +218,8 @@ async def run_command(args: argparse.Namespace) -> int:
     policy, prm = make_backends(args)  # cheap: the engine starts only if there is work
     try:
         graphs = {spec.key: build_graph(spec, policy, prm, config["settings"]) for spec in specs}
-        return await _run(args, problems, specs, config, policy, graphs)
+        with exclusive(args.out):  # one writer per --out
+            return await _run(args, problems, specs, config, policy, graphs)
     finally:
         from langgraph_ttc.verifiers import close_prm
 
@@ -226,18 +227,6 @@ async def run_command(args: argparse.Namespace) -> int:
 
 
 async def _run(
-    args: argparse.Namespace,
-    problems: list[Problem],
-    specs: list[RunSpec],
-    config: dict[str, Any],
-    policy: Any,
-    graphs: dict[str, Any],
-) -> int:
-    with exclusive(args.out):
-        return await _run_locked(args, problems, specs, config, policy, graphs)
-
-
-async def _run_locked(
     args: argparse.Namespace,
     problems: list[Problem],
     specs: list[RunSpec],

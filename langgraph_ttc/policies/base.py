@@ -22,6 +22,16 @@ def validate_requests(requests: Sequence[GenerationRequest]) -> None:
             raise ValueError("temperature 0 with n > 1 would return identical samples")
 
 
+def render_chat(tokenizer: Any, request: GenerationRequest) -> str:
+    """Chat-template text of the conversation with the assistant turn opened, then the prefix
+    appended byte-for-byte (templates' `continue_final_message` may trim it), so a continued
+    step search reuses the same prompt bytes and hits the prefix cache."""
+    text = tokenizer.apply_chat_template(
+        [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
+    )
+    return str(text) + request.prefix
+
+
 def supports_prefix(policy: Any) -> bool:
     """Whether `policy` continues `GenerationRequest.prefix` verbatim. Policies declare it with a
     `supports_prefix` attribute; one without the attribute is assumed to (the protocol asks it)."""

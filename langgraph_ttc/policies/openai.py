@@ -30,7 +30,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from langgraph_ttc.engine import EngineSettings, build_engine_args, cpu_environment
-from langgraph_ttc.policies.base import GenerationMeter, gather_or_cancel, validate_requests
+from langgraph_ttc.policies.base import (
+    GenerationMeter,
+    gather_or_cancel,
+    render_chat,
+    validate_requests,
+)
 from langgraph_ttc.policies.vllm import PolicyError
 from langgraph_ttc.types import Completion, GenerationRequest
 
@@ -151,10 +156,7 @@ class OpenAIPolicy:
         """Chat-template text with the assistant turn opened, then the prefix verbatim."""
         if self._tokenizer is None:
             raise PolicyError("the policy is not started; await policy.start() first")
-        text = self._tokenizer.apply_chat_template(
-            [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
-        )
-        return text + request.prefix
+        return render_chat(self._tokenizer, request)
 
     def _limit(self) -> asyncio.Semaphore:
         if self._semaphore is None:

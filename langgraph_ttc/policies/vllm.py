@@ -26,7 +26,12 @@ from langgraph_ttc.engine import (
     probe_next_token,
     start_engine,
 )
-from langgraph_ttc.policies.base import GenerationMeter, gather_or_cancel, validate_requests
+from langgraph_ttc.policies.base import (
+    GenerationMeter,
+    gather_or_cancel,
+    render_chat,
+    validate_requests,
+)
 from langgraph_ttc.types import Completion, GenerationRequest
 
 # Re-exported: these lived here before `langgraph_ttc.engine` existed.
@@ -129,10 +134,7 @@ class VLLMPolicy:
         prefix appended byte-for-byte (templates' `continue_final_message` may trim it)."""
         if self._tokenizer is None:
             raise PolicyError("the engine is not started; await policy.start() first")
-        text = self._tokenizer.apply_chat_template(
-            [dict(m) for m in request.messages], tokenize=False, add_generation_prompt=True
-        )
-        return text + request.prefix
+        return render_chat(self._tokenizer, request)
 
     def _sampling_params(self, request: GenerationRequest) -> Any:
         from vllm import SamplingParams
