@@ -99,13 +99,17 @@ class FaultyPRM:
         return rows[:-1] if self.fault == "shape" else rows
 
 
+CRASHES: list[str] = []  # what each crash was, for the report
+
+
 async def outcome(build, inp, *, faulty: bool, context=None) -> str:
     """How one case ends; `build()` makes the graph (settings are validated there)."""
     try:
         graph = build()
     except ValueError:
         return "clear error"
-    except Exception:
+    except Exception as error:
+        CRASHES.append(f"build {build.args[3]}: {type(error).__name__}: {error}"[:300])
         return "crash"
     deadline = asyncio.timeout(WALL_S)
     try:
@@ -115,7 +119,8 @@ async def outcome(build, inp, *, faulty: bool, context=None) -> str:
         if deadline.expired():
             return "hang"
         return "clear error" if str(error) else "crash"
-    except Exception:
+    except Exception as error:
+        CRASHES.append(f"run {inp} {context}: {type(error).__name__}: {error}"[:300])
         return "crash"
     if out["usage"]["errors"]:
         return "isolated"
@@ -183,6 +188,8 @@ def main() -> None:
             + " | ".join(str(counts[c]) for c in columns)
             + " |"
         )
+    for crash in CRASHES:
+        print(f"crash: {crash}")
     print("\nworst time on 1 MB of hostile input:")
     for name, (seconds, label) in worst_text_times().items():
         print(f"  {name:20s} {seconds:6.3f} s  ({label})")

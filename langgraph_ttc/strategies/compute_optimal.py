@@ -92,7 +92,10 @@ class RoutingTable(BaseModel):
 
 @cache
 def _load_file(path: str) -> RoutingTable:
-    return RoutingTable.model_validate(json.loads(Path(path).read_text()))
+    try:
+        return RoutingTable.model_validate(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"table: cannot read a routing table from {path!r}: {error}") from None
 
 
 def load_table(table: RoutingTable | Mapping[str, Any] | str | Path | None) -> RoutingTable:
@@ -101,6 +104,8 @@ def load_table(table: RoutingTable | Mapping[str, Any] | str | Path | None) -> R
         return table
     if isinstance(table, Mapping):
         return RoutingTable.model_validate(dict(table))
+    if table is not None and not isinstance(table, str | Path):
+        raise ValueError(f"table: a routing table, a mapping or a JSON file path, got {table!r}")
     return _load_file(str(Path(table).resolve() if table is not None else DEFAULT_TABLE))
 
 

@@ -185,3 +185,13 @@ async def test_slow_answer_comparison_does_not_block_other_runs(monkeypatch):
     running = False
     await beat
     assert max(gaps) < 0.5  # selection ran off the event loop
+
+
+@pytest.mark.parametrize(
+    ("table", "message"), [(0, "a routing table"), ("no/such.json", "cannot read")]
+)
+def test_a_bad_routing_table_is_a_clear_error(table, message):
+    from langgraph_ttc import create_compute_optimal
+
+    with pytest.raises(ValueError, match=message):
+        create_compute_optimal(ScriptedPolicy(seeded_arithmetic), KeywordPRM({}), table=table)
