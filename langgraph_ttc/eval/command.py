@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph_ttc.eval.budgets import RunSpec, parse_budgets, plan_runs
-from langgraph_ttc.eval.datasets import Fields, Problem, load_problems
+from langgraph_ttc.eval.datasets import Fields, Problem, add_dataset_arguments, load_problems
 from langgraph_ttc.eval.graphs import build_graph
 from langgraph_ttc.eval.metrics import summarize
 from langgraph_ttc.eval.report import format_table, write_summary
@@ -49,11 +49,7 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
         description="Run strategies over a dataset and write results.jsonl, summary.json, "
         "table.txt and scaling.png to --out.",
     )
-    parser.add_argument("--dataset", required=True, help="JSON Lines file, or hf:NAME[:CONFIG]")
-    parser.add_argument("--split", default="test", help="hf: datasets only")
-    parser.add_argument("--problem-field", default="problem")
-    parser.add_argument("--answer-field", default="answer")
-    parser.add_argument("--id-field", default="id", help="rows without it are numbered")
+    add_dataset_arguments(parser)
     parser.add_argument(
         "--strategy",
         nargs="+",

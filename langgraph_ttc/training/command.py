@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from langgraph_ttc.eval.command import earlier_config
-from langgraph_ttc.eval.datasets import Fields, load_problems
+from langgraph_ttc.eval.datasets import Fields, add_dataset_arguments, load_problems
 from langgraph_ttc.worked_examples import add_few_shot_arguments, examples_for_run
 
 CANDIDATES_FILE = "candidates.jsonl"
@@ -25,11 +25,7 @@ def add_verifier_parser(commands: Any) -> argparse.ArgumentParser:
         description=f"Write {CANDIDATES_FILE} (one row per candidate: text, steps, strict "
         "label, optional Monte-Carlo step labels) and config.json to --out.",
     )
-    collect.add_argument("--dataset", required=True, help="JSON Lines file, or hf:NAME[:CONFIG]")
-    collect.add_argument("--split", default="train", help="hf: datasets only")
-    collect.add_argument("--problem-field", default="problem")
-    collect.add_argument("--answer-field", default="answer")
-    collect.add_argument("--id-field", default="id", help="rows without it are numbered")
+    add_dataset_arguments(collect, split="train")
     collect.add_argument("--limit", type=int, default=None, help="first K problems")
     collect.add_argument("--n", type=int, default=16, help="candidates per problem")
     collect.add_argument(
