@@ -85,3 +85,16 @@ def tree_policy(depth: int, label: Callable[[GenerationRequest, int, int], str])
 def alternating(request: GenerationRequest, i: int, k: int) -> str:
     """Sample 0 of a request writes good steps, sample 1 bad, and so on."""
     return "good" if i % 2 == 0 else "bad"
+
+
+async def run_streamed(graph, inp=None, config=None):
+    """(final state, custom events) of one streamed run of `graph`."""
+    events, out = [], {}
+    async for mode, chunk in graph.astream(
+        inp or {"problem": "p"}, config, stream_mode=["custom", "values"]
+    ):
+        if mode == "custom":
+            events.append(chunk)
+        else:
+            out = chunk
+    return out, events

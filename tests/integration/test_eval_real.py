@@ -1,28 +1,14 @@
 """`ttc eval` end to end: the embedded model on a few shared problems, then a resume."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.shared_data import shared_data_dir
+from tests.ttc_subprocess import run_ttc
 
 pytestmark = pytest.mark.integration
 DATASET = shared_data_dir() / "mawps_singleop.jsonl"
-
-
-def ttc_eval(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
-    return subprocess.run(
-        [sys.executable, "-m", "langgraph_ttc.cli", "eval", *args],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env=env,
-        check=False,
-    )
 
 
 @pytest.mark.skipif(not DATASET.exists(), reason="shared data sets not on this machine")
@@ -33,7 +19,7 @@ def test_cli_eval_on_three_problems_then_resume(tmp_path):
         "--n", "1,2", "--max-tokens", "48", "--max-iterations", "3", "--concurrency", "3",
         "--out", str(out), "--no-progress",
     ]  # fmt: skip
-    first = ttc_eval(*args)
+    first = run_ttc("eval", *args)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "engine ready" in first.stderr
 
@@ -67,7 +53,7 @@ def test_cli_eval_on_three_problems_then_resume(tmp_path):
     assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"
 
     # nothing left to do: --resume only reports (no engine), and duplicates nothing
-    again = ttc_eval(*args, "--resume")
+    again = run_ttc("eval", *args, "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 to do" in again.stderr and "engine" not in again.stderr
     assert len((out / "results.jsonl").read_text().splitlines()) == len(rows)

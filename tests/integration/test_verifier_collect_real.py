@@ -1,28 +1,14 @@
 """`ttc verifier collect` end to end: the embedded model on two shared problems, then a resume."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.shared_data import shared_data_dir
+from tests.ttc_subprocess import run_ttc
 
 pytestmark = pytest.mark.integration
 DATASET = shared_data_dir() / "mawps_addsub.jsonl"
-
-
-def ttc_collect(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
-    return subprocess.run(
-        [sys.executable, "-m", "langgraph_ttc.cli", "verifier", "collect", *args],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env=env,
-        check=False,
-    )
 
 
 @pytest.mark.skipif(not DATASET.exists(), reason="shared data sets not on this machine")
@@ -32,7 +18,7 @@ def test_collect_on_two_problems_with_rollouts_then_resume(tmp_path):
         "--dataset", str(DATASET), "--limit", "2", "--n", "3", "--rollouts", "2",
         "--max-tokens", "64", "--out", str(out), "--no-progress",
     ]  # fmt: skip
-    first = ttc_collect(*args)
+    first = run_ttc("verifier", "collect", *args)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "engine ready" in first.stderr and "6 candidates of 2 problems" in first.stdout
 
@@ -49,7 +35,7 @@ def test_collect_on_two_problems_with_rollouts_then_resume(tmp_path):
         if row["steps"]:
             assert row["step_labels"][-1] == row["label"]
 
-    again = ttc_collect(*args, "--resume")  # nothing left: no engine start
+    again = run_ttc("verifier", "collect", *args, "--resume")  # nothing left: no engine start
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 problems to collect" in again.stderr and "engine" not in again.stderr
     assert len((out / "candidates.jsonl").read_text().splitlines()) == 6

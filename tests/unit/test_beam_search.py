@@ -3,19 +3,10 @@ import pytest
 from langgraph_ttc import create_beam_search
 from langgraph_ttc.strategies.beam_search import refill_counts
 from tests.fakes import KeywordPRM, ScriptedPolicy, alternating, tree_policy
+from tests.fakes import run_streamed as run
 
 GOOD = {"good": 0.9, "bad": 0.1}
 BAD = {"good": 0.1, "bad": 0.9}
-
-
-async def run(graph, inp=None, config=None):
-    events, out = [], {}
-    async for mode, chunk in graph.astream(
-        inp or {"problem": "p"}, config, stream_mode=["custom", "values"]
-    ):
-        (events.append(chunk) if mode == "custom" else None)
-        out = chunk if mode == "values" else out
-    return out, events
 
 
 def test_refill_counts_spread_copies():

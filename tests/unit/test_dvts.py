@@ -2,20 +2,9 @@ import pytest
 
 from langgraph_ttc import create_dvts
 from tests.fakes import KeywordPRM, ScriptedPolicy, alternating, tree_policy
+from tests.fakes import run_streamed as run
 
 GOOD = {"good": 0.9, "bad": 0.1}
-
-
-async def run(graph, inp=None, config=None):
-    events, out = [], {}
-    async for mode, chunk in graph.astream(
-        inp or {"problem": "p"}, config, stream_mode=["custom", "values"]
-    ):
-        if mode == "custom":
-            events.append(chunk)
-        else:
-            out = chunk
-    return out, events
 
 
 async def test_subtrees_are_greedy_on_the_prm_and_batched():

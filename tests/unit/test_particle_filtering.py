@@ -14,18 +14,9 @@ from langgraph_ttc.strategies.particle_filtering import (
     systematic_resample,
 )
 from tests.fakes import KeywordPRM, alternating, tree_policy
+from tests.fakes import run_streamed as run
 
 GOOD = {"good": 0.9, "bad": 0.1}
-
-
-async def run(graph, inp=None, config=None):
-    events, out = [], {}
-    async for mode, chunk in graph.astream(
-        inp or {"problem": "p"}, config, stream_mode=["custom", "values"]
-    ):
-        (events.append(chunk) if mode == "custom" else None)
-        out = chunk if mode == "values" else out
-    return out, events
 
 
 def test_softmax_weights_sum_to_one_and_sharpen_with_lower_temperature():
