@@ -42,6 +42,10 @@ STRATEGY = "compute_optimal"
 DEFAULT_TABLE = Path(__file__).with_name("default_table.json")
 
 
+# added to the run's seed for the routed strategy, so it samples beyond the probe
+ROUTED_SEED_OFFSET = 7919
+
+
 class Route(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -187,6 +191,8 @@ class Router:
             **{k: v for k, v in state["route"]["settings"].items() if k in allowed},
             "budget_tokens": left,
         }
+        if context.get("seed") is not None:  # the probe's seed would redraw its samples
+            context["seed"] = (context["seed"] + ROUTED_SEED_OFFSET) % 2**32
         # the routed strategy's own settings bound its loop; the parent's limit must not
         config: RunnableConfig = {"recursion_limit": 100_000}
         output = await graph.ainvoke({"problem": run.problem}, config, context=context)

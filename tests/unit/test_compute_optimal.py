@@ -102,6 +102,16 @@ async def test_budget_covers_probe_and_routed_strategy():
     assert usage["policy_calls"] == 2
 
 
+async def test_routed_strategy_samples_beyond_the_probe():
+    policy = ScriptedPolicy(script)
+    graph = create_compute_optimal(policy, table=TABLE, n=4, max_tokens=8, seed=1)
+    out, _ = await run(graph, "hard")
+    probe_seed, routed_seed = (call[0].seed for call in policy.calls)
+    assert probe_seed == 1 and routed_seed not in (None, probe_seed)
+    texts = [c["text"] for c in out["candidates"]]
+    assert len(set(texts)) == len(texts)  # no probe sample drawn again
+
+
 async def test_budget_defaults_to_n_whole_samples_and_is_per_run():
     policy = ScriptedPolicy(script)
     graph = create_compute_optimal(policy, table=TABLE, n=2, max_tokens=8)
