@@ -46,8 +46,15 @@ def solution_messages(problems: list[str], few_shot: int) -> list[list[dict[str,
 async def fixed_length_batch(policy: VLLMPolicy, prompts: list[str], tokens: int) -> float:
     """Generate exactly `tokens` tokens for every prompt at once; returns tok/s."""
     from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
 
-    params = SamplingParams(max_tokens=tokens, min_tokens=tokens, ignore_eos=True, seed=0)
+    params = SamplingParams(
+        max_tokens=tokens,
+        min_tokens=tokens,
+        ignore_eos=True,
+        seed=0,
+        output_kind=RequestOutputKind.DELTA,
+    )
     generated = 0
 
     async def one(index: int, prompt: str) -> None:
@@ -81,7 +88,7 @@ def plot(points: list[dict[str, Any]], peak: dict[str, Any], bend: dict[str, Any
     ax.plot(loads, [p["tok_s"] for p in points], marker="o")
     ax.axhline(peak["tok_s"], color="grey", ls=":", lw=1)
     ax.annotate(f"peak {peak['tok_s']:.0f} tok/s @ {peak['load']}", (peak["load"], peak["tok_s"]),
-                textcoords="offset points", xytext=(-60, 8))  # fmt: skip
+                textcoords="offset points", xytext=(-70, -16))  # fmt: skip
     ax.axvline(bend["load"], color="tab:orange", ls="--", lw=1,
                label=f"knee ({KNEE_SHARE:.0%} of peak): {bend['load']} sequences")  # fmt: skip
     ax.set_xscale("log", base=2)
