@@ -6,10 +6,10 @@
    majority), then `ttc tune` fits a routing table from it.
 3. `ttc eval` on the test set: greedy, best-of-N, beam search, particle filtering, adaptive
    majority and the router with the fitted table, at the budgets given.
-4. Prints accuracy and mean generated tokens per problem for each (majority = best-of-N with
-   majority selection; best-of-N, beam search, particle filtering and the router with weighted
-   selection; adaptive majority with majority), and writes them to OUT/report.json.
-   The accuracy-vs-tokens view: plot `tokens` against `accuracy` from that file.
+4. Prints strict and lenient accuracy and mean generated tokens per problem for each
+   (majority = best-of-N with majority selection; best-of-N, beam search, particle filtering
+   and the router with weighted selection; adaptive majority with majority), writes them to
+   OUT/report.json and plots strict accuracy against tokens in OUT/accuracy_tokens.png.
 
     .venv/bin/python bench/compute_optimal.py --problems 60 --tune-problems 60 --n 4,16 \\
         --out runs/compute_optimal          # the full run: hours on a laptop CPU
@@ -78,25 +78,71 @@ def eval_args(dataset: Path, out: Path, strategies: list[str], args: argparse.Na
 
 
 def report(results: Path) -> list[dict]:
-    by_point: dict[tuple[str, str, int], list[tuple[bool, int]]] = defaultdict(list)
+    """Accuracy (strict: the selected candidate states the right answer; lenient: with the
+    last-number fallback) and mean generated tokens per problem, per (strategy, budget)."""
+    by_point: dict[tuple[str, str, int], list[tuple[bool, bool, int]]] = defaultdict(list)
     for row in read_jsonl(results):
         for label, strategy, mode in REPORT:
             if row["strategy"] == strategy:
-                correct = bool((row.get("correct") or {}).get(mode))
-                by_point[(label, strategy, row["budget"])].append((correct, row["tokens"]))
+                strict = bool((row.get("strict_correct") or {}).get(mode))
+                lenient = bool((row.get("correct") or {}).get(mode))
+                by_point[(label, strategy, row["budget"])].append((strict, lenient, row["tokens"]))
     points = []
     for (label, strategy, budget), values in sorted(by_point.items()):
+        count = len(values)
         points.append(
             {
                 "label": label,
                 "strategy": strategy,
                 "budget": budget,
-                "problems": len(values),
-                "accuracy": round(sum(c for c, _ in values) / len(values), 4),
-                "tokens": round(sum(t for _, t in values) / len(values), 1),
+                "problems": count,
+                "accuracy": round(sum(v[0] for v in values) / count, 4),
+                "lenient_accuracy": round(sum(v[1] for v in values) / count, 4),
+                "tokens": round(sum(v[2] for v in values) / count, 1),
             }
         )
     return points
+
+
+def plot(points: list[dict], out: Path) -> None:
+    """Strict accuracy against mean generated tokens per problem, one line per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    for label in dict.fromkeys(p["label"] for p in points):
+        line = sorted((p for p in points if p["label"] == label), key=lambda p: p["tokens"])
+        style = {"lw": 2.5, "color": "black"} if label == "router" else {}
+        ax.plot([p["tokens"] for p in line], [100 * p["accuracy"] for p in line],
+                marker="o", label=label, **style)  # fmt: skip
+        for p in line:
+            ax.annotate(f"N={p['budget']}", (p["tokens"], 100 * p["accuracy"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("mean generated tokens per problem (log)")
+    ax.set_ylabel("strict accuracy (%)")
+    problems = max(p["problems"] for p in points)
+    ax.set_title(f"Accuracy against compute, {problems} test problems")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def write_report(out: Path) -> None:
+    points = report(out / "test" / "results.jsonl")
+    (out / "report.json").write_text(json.dumps(points, indent=2) + "\n")
+    plot(points, out / "accuracy_tokens.png")
+    print(f"{'strategy':<22}{'N':>4}{'problems':>10}{'strict':>8}{'lenient':>9}{'tokens':>9}")
+    for p in points:
+        print(
+            f"{p['label']:<22}{p['budget']:>4}{p['problems']:>10}{p['accuracy']:>8.3f}"
+            f"{p['lenient_accuracy']:>9.3f}{p['tokens']:>9.1f}"
+        )
+    print(f"wrote {out / 'report.json'} and {out / 'accuracy_tokens.png'}")
 
 
 def main() -> int:
@@ -110,23 +156,17 @@ def main() -> int:
     parser.add_argument("--prm", default="arithmetic")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--report-only", action="store_true", help="only report OUT/test")
     args = parser.parse_args()
 
-    test, tune = write_sets(args.data, args.out, args.problems, args.tune_problems)
-    ttc(*eval_args(tune, args.out / "tune", FIXED, args))
-    table = args.out / "table.json"
-    ttc("tune", "--results", str(args.out / "tune" / "results.jsonl"), "--out", str(table))
-    strategies = [*FIXED, "compute_optimal"]
-    ttc(*eval_args(test, args.out / "test", strategies, args), "--table", str(table))
-
-    points = report(args.out / "test" / "results.jsonl")
-    (args.out / "report.json").write_text(json.dumps(points, indent=2) + "\n")
-    print(f"{'strategy':<22}{'N':>4}{'problems':>10}{'accuracy':>10}{'tokens':>9}")
-    for p in points:
-        print(
-            f"{p['label']:<22}{p['budget']:>4}{p['problems']:>10}{p['accuracy']:>10.3f}"
-            f"{p['tokens']:>9.1f}"
-        )
+    if not args.report_only:
+        test, tune = write_sets(args.data, args.out, args.problems, args.tune_problems)
+        ttc(*eval_args(tune, args.out / "tune", FIXED, args))
+        table = args.out / "table.json"
+        ttc("tune", "--results", str(args.out / "tune" / "results.jsonl"), "--out", str(table))
+        strategies = [*FIXED, "compute_optimal"]
+        ttc(*eval_args(test, args.out / "test", strategies, args), "--table", str(table))
+    write_report(args.out)
     return 0
 
 
