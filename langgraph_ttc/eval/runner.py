@@ -16,6 +16,7 @@ from langgraph_ttc.eval.datasets import Problem
 from langgraph_ttc.eval.metrics import grade_candidates, strict_fields
 from langgraph_ttc.eval.results import ResultsLog, RowKey, row_key
 from langgraph_ttc.eval.scheduler import (
+    ADMITTED_CONCURRENCY,
     Admission,
     LoadSampler,
     ThroughputMeter,
@@ -112,7 +113,6 @@ def build_rows(
 FatalError = tuple[type[BaseException], ...]
 
 FIXED_CONCURRENCY = 8  # problems in flight without a load target (today's fixed rule)
-ADMITTED_CONCURRENCY = 64  # the cap when a load target governs (see `default_concurrency`)
 
 
 def default_concurrency(target: int | None) -> int:

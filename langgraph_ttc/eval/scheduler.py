@@ -41,6 +41,7 @@ from langgraph_ttc.policies.base import SequenceTally, tally_sequences
 
 T = TypeVar("T")
 
+ADMITTED_CONCURRENCY = 64  # the default cap on items in flight under a load target
 NOMINAL_HEADROOM = 2.0  # nominal demand in flight may reach this many times the target
 POLL_SECONDS = 0.02  # how often a waiting admission re-reads the load
 LOW_SHARE = 0.5  # a sample is "drained" when the engine runs fewer than this share of target

@@ -409,3 +409,36 @@ def test_ttc_eval_records_throughput_in_summary_and_table(tmp_path, monkeypatch,
     table = (out / "table.txt").read_text()
     assert f"= {throughput['tok_s']:.1f} tok/s" in table and "of the engine's peak 50" in table
     assert "admission: up to 64 problems in flight" in capsys.readouterr().err
+
+
+async def test_verifier_collection_is_admitted_by_the_same_rule(tmp_path):
+    from langgraph_ttc.strategies.settings import StrategySettings
+    from langgraph_ttc.training.collect import CollectSettings, collect_log, run_collect
+
+    gates = {number: asyncio.Event() for number in range(1, 4)}
+
+    def gate(text):
+        return gates[int(re.search(r"What is (\d+) \+", text).group(1))].wait()
+
+    policy = CountingPolicy(capacity=8, delay=gate)
+    log = collect_log(tmp_path / "candidates.jsonl")
+    runner = asyncio.ensure_future(
+        run_collect(
+            PROBLEMS[:3],
+            policy,
+            StrategySettings(n=4, max_tokens=64),
+            CollectSettings(n=4),
+            log,
+            progress=False,
+        )
+    )
+    await settle()
+    assert policy.engine.at_start == [4, 8]  # n=4 each: the third waits for room
+    gates[1].set()
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if len(policy.engine.at_start) == 3:
+            break
+    assert policy.engine.at_start == [4, 8, 8]
+    gates[2].set(), gates[3].set()
+    assert await runner == 3 and len(log.read()[0]) == 3 * 4
