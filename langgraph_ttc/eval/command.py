@@ -395,19 +395,40 @@ def describe_throughput(throughput: dict[str, Any]) -> str:
             )
         )
     load = throughput.get("load") or {}
-    running = load.get("mean_engine_running")
-    if running is None:
-        running = load.get("mean_sequences_in_flight")
-    if running is not None and load.get("steady_samples"):
-        target = load.get("target_sequences")
-        below = load.get("share_below_half_target")
-        lines.append(
-            f"  engine load while problems waited: {running:.1f} sequences running on average"
-            + (f" (target {target})" if target else "")
-            + (f", below half the target in {below:.0%} of samples" if below is not None else "")
-            + f"; {load['mean_items']:.1f} problems in flight"
-        )
+    line = _describe_load(load)
+    if line:
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _describe_load(load: dict[str, Any]) -> str | None:
+    """The engine's running sequences while problems waited for admission (steady state)."""
+    target = load.get("target_sequences")
+    of_target = f" (target {target})" if target else ""
+    if not load.get("steady_samples"):
+        whole = _first_known(
+            load, "mean_engine_running_whole_run", "mean_sequences_in_flight_whole_run"
+        )
+        if whole is None:
+            return None
+        return (
+            f"  engine load: every problem was admitted at once (no steady state); "
+            f"{whole:.1f} sequences running on average{of_target}"
+        )
+    running = _first_known(load, "mean_engine_running", "mean_sequences_in_flight")
+    if running is None:
+        return None
+    below = load.get("share_below_half_target")
+    return (
+        f"  engine load while problems waited: {running:.1f} sequences running on average"
+        + of_target
+        + (f", below half the target in {below:.0%} of samples" if below is not None else "")
+        + f"; {load['mean_items']:.1f} problems in flight"
+    )
+
+
+def _first_known(values: dict[str, Any], *keys: str) -> Any:
+    return next((values[k] for k in keys if values.get(k) is not None), None)
 
 
 def _title(config: dict[str, Any], problems: int) -> str:

@@ -218,6 +218,8 @@ class LoadSampler:
             "mean_sequences_in_flight": _mean([s.sequences for s in steady]),
             "mean_engine_running": _mean([s.engine_running for s in steady]),
             "mean_engine_waiting": _mean([s.engine_waiting for s in steady]),
+            "mean_engine_running_whole_run": _mean([s.engine_running for s in self.samples]),
+            "mean_sequences_in_flight_whole_run": _mean([s.sequences for s in self.samples]),
             "max_engine_running": max(
                 (s.engine_running for s in self.samples if s.engine_running is not None),
                 default=None,

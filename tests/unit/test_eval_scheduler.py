@@ -442,3 +442,20 @@ async def test_verifier_collection_is_admitted_by_the_same_rule(tmp_path):
     assert policy.engine.at_start == [4, 8, 8]
     gates[2].set(), gates[3].set()
     assert await runner == 3 and len(log.read()[0]) == 3 * 4
+
+
+def test_the_throughput_lines_name_the_steady_state_or_its_absence():
+    base = {"policy_tokens": 900, "run_s": 3.0, "tok_s": 300.0, "peak_tok_s": 600.0}
+    load = {
+        "steady_samples": 10,
+        "target_sequences": 128,
+        "mean_engine_running": 100.0,
+        "share_below_half_target": 0.1,
+        "mean_items": 20.0,
+    }
+    text = command.describe_throughput({**base, "utilisation": 0.5, "load": load})
+    assert "= 300.0 tok/s, 50% of the engine's peak 600 tok/s" in text
+    assert "100.0 sequences running on average (target 128), below half the target in 10%" in text
+    burst = {**load, "steady_samples": 0, "mean_engine_running_whole_run": 40.0}
+    text = command.describe_throughput({**base, "utilisation": None, "load": burst})
+    assert "pass --peak-tok-s" in text and "admitted at once" in text and "40.0" in text
