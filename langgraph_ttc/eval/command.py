@@ -275,8 +275,7 @@ async def _run(
     started = time.perf_counter()
     if work:
         measured = await _run_on_engine(policy, graphs, work, log, args)
-        invocation["throughput"] = measured.summary(args.peak_tok_s)
-        say(describe_throughput(invocation["throughput"]))
+        invocation["throughput"] = measured.summary(args.peak_tok_s)  # printed under the table
     invocation["elapsed_s"] = round(time.perf_counter() - started, 1)  # engine start included
     return report(args.out, problems, specs, log, config, invocation, args.grading_timeout)
 
