@@ -163,15 +163,68 @@ def engine_capacity(engine: Any) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
+@dataclass(frozen=True)
+class EngineCounts:
+    """The engine scheduler's own request counts after its latest step (each sample of an n > 1
+    request is one request there)."""
+
+    running: int
+    waiting: int
+    updated_at: float  # time.monotonic() of the step that reported them
+
+
+class SchedulerCounts:
+    """A vLLM stat logger that keeps the scheduler's running and waiting counts.
+
+    vLLM computes `SchedulerStats` only when stats logging is on; the engines here start with
+    `disable_log_stats=True` (no periodic log lines, no Prometheus gauges), and passing this
+    logger in `AsyncLLM(stat_loggers=...)` turns the stats on without the default loggers. The
+    engine reports after every step, so the counts are those of the latest step: an idle engine
+    keeps its last report (callers cross-check with the requests they have in flight).
+    """
+
+    def __init__(self) -> None:
+        self.latest: EngineCounts | None = None
+
+    def factory(self, vllm_config: Any, engine_index: int = 0) -> SchedulerCounts:
+        """The per-engine logger factory vLLM calls (`StatLoggerFactory`): this object."""
+        return self
+
+    def record(
+        self,
+        scheduler_stats: Any,
+        iteration_stats: Any,
+        mm_cache_stats: Any = None,
+        engine_idx: int = 0,
+    ) -> None:
+        if scheduler_stats is not None:
+            self.latest = EngineCounts(
+                int(scheduler_stats.num_running_reqs),
+                int(scheduler_stats.num_waiting_reqs),
+                time.monotonic(),
+            )
+
+    def log(self) -> None:
+        pass
+
+    def log_engine_initialized(self) -> None:
+        pass
+
+    def record_sleep_state(self, is_awake: int, level: int) -> None:
+        pass
+
+
 def start_engine(
     model_ref: str | None,
     settings: EngineSettings,
     *,
     runner: str = "generate",
+    stat_loggers: Sequence[Any] = (),
     **extra_args: Any,
 ) -> StartedEngine:
     """Resolve the model (None: the embedded default), prepare the CPU environment and start an
     `AsyncLLM`. Blocks for the whole start-up: call it through `asyncio.to_thread`.
+    `stat_loggers`: vLLM stat logger factories (e.g. `SchedulerCounts().factory`).
 
     Raises `EngineStartError` naming the model and the cause.
     """
@@ -194,7 +247,9 @@ def start_engine(
     log.info("starting vLLM %s engine: %s", runner, args)
     started = time.perf_counter()
     try:
-        engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+        engine = AsyncLLM.from_engine_args(
+            AsyncEngineArgs(**args), stat_loggers=list(stat_loggers) or None
+        )
     except Exception as exc:
         raise EngineStartError(f"could not start the vLLM engine for {model!r}: {exc}") from exc
     seconds = time.perf_counter() - started

@@ -21,7 +21,14 @@ from langgraph_ttc.eval.graphs import build_graph
 from langgraph_ttc.eval.metrics import summarize
 from langgraph_ttc.eval.report import format_table, write_summary
 from langgraph_ttc.eval.results import ResultsLog, row_key
-from langgraph_ttc.eval.runner import done_keys, pending_work, run_eval
+from langgraph_ttc.eval.runner import (
+    EvalLoad,
+    default_concurrency,
+    done_keys,
+    pending_work,
+    run_eval,
+)
+from langgraph_ttc.eval.scheduler import policy_target
 from langgraph_ttc.strategies.registry import STRATEGY_NAMES as STRATEGIES
 from langgraph_ttc.worked_examples import add_few_shot_arguments, examples_for_run
 
@@ -61,7 +68,26 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--n", default="1,2,4,8", help="budgets, comma-separated")
     parser.add_argument("--limit", type=int, default=None, help="first K problems")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--concurrency", type=int, default=8, help="problems in flight")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="most problems in flight (default: 64 when a load target governs, else 8)",
+    )
+    parser.add_argument(
+        "--target-sequences",
+        type=int,
+        default=None,
+        help="admit problems while the engine's sequences in flight stay within this "
+        "(default: the engine's max_num_seqs for the embedded engine; none for --base-url)",
+    )
+    parser.add_argument(
+        "--peak-tok-s",
+        type=float,
+        default=None,
+        help="the engine's peak tok/s (bench/throughput.py curve prints it): the run reports "
+        "its utilisation, achieved / peak",
+    )
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue results in --out")
     parser.add_argument("--model", default=None, help="default: embedded SmolLM2-135M")
@@ -201,8 +227,12 @@ def exclusive(out: Path) -> Iterator[None]:
 async def run_command(args: argparse.Namespace) -> int:
     budgets = parse_budgets(args.n)
     strategies = ([] if args.no_baseline else ["greedy"]) + list(dict.fromkeys(args.strategy))
-    if args.concurrency < 1:
-        raise EvalUsageError(f"--concurrency must be >= 1, got {args.concurrency}")
+    for option in ("concurrency", "target_sequences"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise EvalUsageError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+    if args.peak_tok_s is not None and args.peak_tok_s <= 0:
+        raise EvalUsageError(f"--peak-tok-s must be > 0, got {args.peak_tok_s}")
     specs = plan_runs(strategies, budgets, args.beam_width)
     problems = load_problems(
         args.dataset,
@@ -244,7 +274,8 @@ async def _run(
     }
     started = time.perf_counter()
     if work:
-        await _run_on_engine(policy, graphs, work, log, args)
+        measured = await _run_on_engine(policy, graphs, work, log, args)
+        invocation["throughput"] = measured.summary(args.peak_tok_s)  # printed under the table
     invocation["elapsed_s"] = round(time.perf_counter() - started, 1)  # engine start included
     return report(args.out, problems, specs, log, config, invocation, args.grading_timeout)
 
@@ -260,26 +291,37 @@ def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
 
 async def _run_on_engine(
     policy: Any, graphs: dict[str, Any], work: list[Any], log: ResultsLog, args: argparse.Namespace
-) -> None:
+) -> EvalLoad:
     from langgraph_ttc.cli import describe_start
     from langgraph_ttc.policies import PolicyError
 
     start = getattr(policy, "start", None)
+    measured = EvalLoad()
     try:
         if start is not None:
             before, after = describe_start(policy)
             say(before)
             await start()
-            say(f"{after} in {policy.startup_seconds:.0f}s; concurrency {args.concurrency}")
+            say(f"{after} in {policy.startup_seconds:.0f}s")
+        target = policy_target(policy, args.target_sequences)
+        cap = args.concurrency or default_concurrency(target)
+        say(
+            f"admission: up to {cap} problems in flight"
+            + (f", while the engine's load stays within {target} sequences" if target else "")
+        )
         await run_eval(
             work,
             graphs,
             log,
-            concurrency=args.concurrency,
+            concurrency=cap,
             grading_timeout=args.grading_timeout,
             fatal=(PolicyError,),
             progress=not args.no_progress,
+            policy=policy,
+            target_sequences=target,
+            measured=measured,
         )
+        return measured
     finally:
         shutdown = getattr(policy, "shutdown", None)
         if shutdown is not None:
@@ -305,8 +347,12 @@ def report(
     earlier = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     invocations = [*earlier.get("invocations", []), invocation]  # every (resumed) run's time
     meta = {**config, "problems": len(problems), "invocations": invocations}
-    write_summary(out, points, meta)
-    print(format_table(points))
+    notes: list[str] = []
+    if "throughput" in invocation:  # this invocation ran something
+        meta["throughput"] = invocation["throughput"]
+        notes = describe_throughput(invocation["throughput"]).splitlines()
+    write_summary(out, points, meta, notes=notes)
+    print(format_table(points, notes=notes))
     try:
         from langgraph_ttc.eval.plots import plot_accuracy_tokens, plot_scaling
 
@@ -324,6 +370,64 @@ def report(
     if missing:
         say(f"{missing} rows are missing; run again with --resume to complete them")
     return 0
+
+
+def describe_throughput(throughput: dict[str, Any]) -> str:
+    """The run phase's tok/s (engine start excluded), utilisation and engine load, in words."""
+    lines = [
+        f"throughput: {throughput['policy_tokens']} policy tokens in {throughput['run_s']:.1f} s "
+        f"= {throughput['tok_s']:.1f} tok/s"
+        + (
+            f", {throughput['utilisation']:.0%} of the engine's peak {throughput['peak_tok_s']:g}"
+            " tok/s"
+            if throughput.get("utilisation") is not None
+            else " (engine utilisation: pass --peak-tok-s)"
+        )
+    ]
+    per = throughput.get("per_strategy") or {}
+    if len(per) > 1:
+        lines.append(
+            "  per strategy (its tokens / the time its problems ran, beside the others): "
+            + "; ".join(
+                f"{name} {g['tok_s'] or 0:.1f} tok/s over {g['active_s']:.1f} s"
+                for name, g in per.items()
+            )
+        )
+    load = throughput.get("load") or {}
+    line = _describe_load(load)
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _describe_load(load: dict[str, Any]) -> str | None:
+    """The engine's running sequences while problems waited for admission (steady state)."""
+    target = load.get("target_sequences")
+    of_target = f" (target {target})" if target else ""
+    if not load.get("steady_samples"):
+        whole = _first_known(
+            load, "mean_engine_running_whole_run", "mean_sequences_in_flight_whole_run"
+        )
+        if whole is None:
+            return None
+        return (
+            f"  engine load: every problem was admitted at once (no steady state); "
+            f"{whole:.1f} sequences running on average{of_target}"
+        )
+    running = _first_known(load, "mean_engine_running", "mean_sequences_in_flight")
+    if running is None:
+        return None
+    below = load.get("share_below_half_target")
+    return (
+        f"  engine load while problems waited: {running:.1f} sequences running on average"
+        + of_target
+        + (f", below half the target in {below:.0%} of samples" if below is not None else "")
+        + f"; {load['mean_items']:.1f} problems in flight"
+    )
+
+
+def _first_known(values: dict[str, Any], *keys: str) -> Any:
+    return next((values[k] for k in keys if values.get(k) is not None), None)
 
 
 def _title(config: dict[str, Any], problems: int) -> str:

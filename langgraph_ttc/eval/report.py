@@ -14,9 +14,9 @@ from langgraph_ttc.selection import SELECTIONS
 MODE_ABBREVIATIONS = {"naive": "naive", "weighted": "wtd", "majority": "maj"}
 
 
-def format_table(points: Sequence[Mapping[str, Any]]) -> str:
+def format_table(points: Sequence[Mapping[str, Any]], notes: Sequence[str] = ()) -> str:
     """One line per (strategy, N): strict then lenient accuracy per selection mode and pass@N,
-    the format rate, cost."""
+    the format rate, cost; then the legend and `notes` (e.g. the run's throughput)."""
     modes = "".join(f"{MODE_ABBREVIATIONS[mode]:>7}" for mode in SELECTIONS) + f"{'pass@N':>8}"
     width = 7 * len(SELECTIONS) + 8
     lead = f"{'':<12}{'':>4}{'':>5}{'':>3}  "
@@ -47,17 +47,21 @@ def format_table(points: Sequence[Mapping[str, Any]]) -> str:
         "failed runs (counted wrong)",
         width=100,
     )
-    return "\n".join(lines)
+    return "\n".join([*lines, *notes])
 
 
 def write_summary(
-    out_dir: Path, points: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]
+    out_dir: Path,
+    points: Sequence[Mapping[str, Any]],
+    meta: Mapping[str, Any],
+    notes: Sequence[str] = (),
 ) -> Path:
-    """Write summary.json (atomically: a kill never leaves half a file) and table.txt."""
+    """Write summary.json (atomically: a kill never leaves half a file) and table.txt (with
+    `notes` under the table)."""
     summary = {**meta, "results": list(points)}
     path = out_dir / "summary.json"
     _write_atomic(path, json.dumps(summary, indent=2) + "\n")
-    _write_atomic(out_dir / "table.txt", format_table(points) + "\n")
+    _write_atomic(out_dir / "table.txt", format_table(points, notes) + "\n")
     return path
 
 

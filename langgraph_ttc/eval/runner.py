@@ -1,5 +1,6 @@
 """Run planned strategies over problems, many at once on one engine, appending rows as each
-problem finishes (resumable: work whose rows are already in the log is skipped)."""
+problem finishes (resumable: work whose rows are already in the log is skipped). Which problems
+run when is `langgraph_ttc.eval.scheduler`'s load-aware admission."""
 
 from __future__ import annotations
 
@@ -7,13 +8,22 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from langgraph_ttc.eval.budgets import RunSpec, budget_tokens, subsample
 from langgraph_ttc.eval.datasets import Problem
 from langgraph_ttc.eval.metrics import grade_candidates, strict_fields
 from langgraph_ttc.eval.results import ResultsLog, RowKey, row_key
+from langgraph_ttc.eval.scheduler import (
+    ADMITTED_CONCURRENCY,
+    Admission,
+    LoadSampler,
+    ThroughputMeter,
+    measured_sequences,
+    policy_target,
+    run_admitted,
+)
 from langgraph_ttc.types import Candidate
 
 CANDIDATE_FIELDS = ("id", "text", "answer", "score", "step_scores", "num_tokens", "finish_reason")
@@ -102,53 +112,87 @@ def build_rows(
 
 FatalError = tuple[type[BaseException], ...]
 
+FIXED_CONCURRENCY = 8  # problems in flight without a load target (today's fixed rule)
+
+
+def default_concurrency(target: int | None) -> int:
+    """The cap on problems in flight when `--concurrency` is not given: with a load target,
+    64, so the target governs (64 problems x n >= 2 already fill the default 128-sequence
+    engine, while greedy problems, 1 sequence each, stay at 64 graph runs in memory); without
+    one, the fixed 8 problems."""
+    return FIXED_CONCURRENCY if target is None else ADMITTED_CONCURRENCY
+
+
+@dataclass
+class EvalLoad:
+    """What `run_eval` measured: tokens and time per strategy, and the load samples."""
+
+    meter: ThroughputMeter = field(default_factory=ThroughputMeter)
+    sampler: LoadSampler | None = None
+
+    def summary(self, peak_tok_s: float | None = None) -> dict[str, Any]:
+        return {
+            **self.meter.summary(peak_tok_s),
+            "load": None if self.sampler is None else self.sampler.summary(),
+        }
+
 
 async def run_eval(
     work: Sequence[WorkItem],
     graphs: Mapping[str, Graph],
     log: ResultsLog,
     *,
-    concurrency: int = 8,
+    concurrency: int | None = None,
     grading_timeout: float = 5.0,
     fatal: FatalError = (),
     progress: bool = True,
     on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
+    policy: Any = None,
+    target_sequences: int | None = None,
+    measured: EvalLoad | None = None,
+    sample_interval: float = 0.25,
 ) -> int:
-    """Run every work item (at most `concurrency` at a time) and append its rows; returns the
-    number of rows written.
+    """Run every work item and append its rows; returns the number of rows written.
+
+    Admission (`langgraph_ttc.eval.scheduler`): with a load target (`target_sequences`, else
+    the `policy`'s `capacity`), the next item starts while the sequences the engine is asked
+    to run plus the item's n stay within the target, and at most `concurrency` items run
+    (default 64); without a target, `concurrency` items run at a time (default 8).
 
     A failing run is recorded as a row with its error (counted wrong). An exception of a
     `fatal` type (a dead engine) stops the whole evaluation; rows written so far stay, and a
-    `--resume` continues from them.
+    `--resume` continues from them. `measured`: filled with tokens, time and load samples.
     """
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    queue: asyncio.Queue[WorkItem] = asyncio.Queue()
-    for item in work:
-        queue.put_nowait(item)
+    target = policy_target(policy, target_sequences)
+    cap = default_concurrency(target) if concurrency is None else concurrency
+    admission = Admission(cap, target, measured_sequences(policy))
+    measured = measured if measured is not None else EvalLoad()
+    measured.meter.started = time.perf_counter()
+    sampler = LoadSampler(admission, policy, sample_interval)
+    measured.sampler = sampler
     written = 0
     bar = _progress_bar(len(work), progress)
 
-    async def worker() -> None:
+    async def run(item: WorkItem) -> None:
         nonlocal written
-        while not queue.empty():
-            item = queue.get_nowait()
-            rows = await run_item(item, graphs[item.spec.key], fatal, grading_timeout)
-            log.append(rows)
-            written += len(rows)
-            if on_rows is not None:
-                on_rows(rows)
-            if bar is not None:
-                bar.set_postfix_str(f"{item.spec.strategy} n={item.spec.n}", refresh=False)
-                bar.update(1)
+        started = time.perf_counter()
+        rows = await run_item(item, graphs[item.spec.key], fatal, grading_timeout)
+        usage = (rows[0].get("usage") or {}) if rows else {}
+        tokens = int(usage.get("policy_tokens", 0))
+        measured.meter.record(item.spec.strategy, started, time.perf_counter(), tokens)
+        log.append(rows)
+        written += len(rows)
+        if on_rows is not None:
+            on_rows(rows)
+        if bar is not None:
+            bar.set_postfix_str(f"{item.spec.strategy} n={item.spec.n}", refresh=False)
+            bar.update(1)
 
     try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(concurrency, len(work))):
-                group.create_task(worker())
-    except ExceptionGroup as errors:  # a fatal error (or a bug): report the first one plainly
-        raise errors.exceptions[0] from None
+        with sampler:
+            await run_admitted(work, run, demand=lambda item: item.spec.n, admission=admission)
     finally:
+        measured.meter.stop()
         if bar is not None:
             bar.close()
     return written

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from langgraph_ttc import progress
@@ -99,3 +101,37 @@ async def gather_or_cancel(awaitables: Iterable[Awaitable[T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+class SequenceTally:
+    """The samples one caller (a task and the tasks it starts, e.g. one graph run) has in
+    flight on a policy that counts them. `started`: the caller has sent a request."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.started = False
+
+
+_tally: contextvars.ContextVar[SequenceTally | None] = contextvars.ContextVar(
+    "langgraph_ttc_sequence_tally", default=None
+)
+
+
+@contextmanager
+def tally_sequences(tally: SequenceTally | None = None) -> Iterator[SequenceTally]:
+    """Count the samples that policy calls made in this block (and in tasks it starts) have in
+    flight, for a scheduler that wants to know which of its runs are generating."""
+    tally = tally if tally is not None else SequenceTally()
+    token = _tally.set(tally)
+    try:
+        yield tally
+    finally:
+        _tally.reset(token)
+
+
+def count_sequences(delta: int) -> None:
+    """Called by a backend when samples start (+) or finish (-): updates the caller's tally."""
+    tally = _tally.get()
+    if tally is not None:
+        tally.in_flight += delta
+        tally.started = True

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from langgraph_ttc.engine import (
+    EngineCounts,
     EngineError,
     EngineSettings,
     EngineStartError,
+    SchedulerCounts,
     StartOnce,
     build_engine_args,
     cpu_environment,
@@ -28,6 +30,7 @@ from langgraph_ttc.engine import (
 )
 from langgraph_ttc.policies.base import (
     GenerationMeter,
+    count_sequences,
     gather_or_cancel,
     render_chat,
     validate_requests,
@@ -73,6 +76,7 @@ class VLLMPolicy:
         self._start_once = StartOnce()
         self._request_ids = itertools.count()
         self._sequences_in_flight = 0
+        self._scheduler_counts: SchedulerCounts | None = None
         self.startup_seconds: float | None = None
         self.model_path: str | None = None  # what vLLM loaded, once started
 
@@ -117,15 +121,31 @@ class VLLMPolicy:
         """The most sequences the engine schedules at once (`max_num_seqs`); None before start."""
         return None if self._engine is None else engine_capacity(self._engine)
 
+    def engine_counts(self) -> EngineCounts | None:
+        """vLLM's scheduler counts (running and waiting sequences) after its latest step; None
+        before start or for an engine this policy did not start. An idle engine keeps its last
+        report, so `running` is capped by the requests the front end still has open."""
+        latest = None if self._scheduler_counts is None else self._scheduler_counts.latest
+        if latest is None or self._engine is None:
+            return None
+        open_requests = self.num_unfinished_requests
+        return EngineCounts(
+            min(latest.running, open_requests),
+            min(latest.waiting, open_requests),
+            latest.updated_at,
+        )
+
     async def start(self) -> None:
         await self._start_once.run(lambda: self._engine is not None, self._start_engine)
 
     def _start_engine(self) -> None:
+        counts = SchedulerCounts()
         try:
-            started = start_engine(self.model_ref, self.settings)
+            started = start_engine(self.model_ref, self.settings, stat_loggers=[counts.factory])
         except EngineStartError as exc:
             raise PolicyError(str(exc)) from exc
         self._engine, self._tokenizer = started.engine, started.tokenizer
+        self._scheduler_counts = counts
         self.model_path, self.startup_seconds = started.model, started.startup_seconds
         atexit.register(self.shutdown)  # don't leave an engine process behind
 
@@ -187,7 +207,7 @@ class VLLMPolicy:
         tokens = [0] * request.n
         finals: list[Any] = [None] * request.n
         unfinished = request.n
-        self._sequences_in_flight += unfinished
+        self._count_sequences(unfinished)
         try:
             async for output in self._engine.generate(
                 prompt, self._sampling_params(request), request_id
@@ -200,7 +220,7 @@ class VLLMPolicy:
                         finals[sample.index] = sample
                         call.finished += 1
                         unfinished -= 1
-                        self._sequences_in_flight -= 1
+                        self._count_sequences(-1)
                 call.report()
         except asyncio.CancelledError:
             await self._abort(request_id)
@@ -211,7 +231,7 @@ class VLLMPolicy:
                 f"(request {request_id}): {exc}"
             ) from exc
         finally:
-            self._sequences_in_flight -= unfinished
+            self._count_sequences(-unfinished)
         if any(final is None for final in finals):
             raise PolicyError(f"vLLM ended request {request_id} before every sample finished")
         return [
@@ -224,6 +244,10 @@ class VLLMPolicy:
             )
             for i, final in enumerate(finals)
         ]
+
+    def _count_sequences(self, delta: int) -> None:
+        self._sequences_in_flight += delta
+        count_sequences(delta)  # the calling run's tally, for a scheduler (eval.scheduler)
 
     async def _abort(self, request_id: str) -> None:
         """Stop a cancelled request in the engine. vLLM's `generate` aborts on cancellation

@@ -25,6 +25,13 @@ from langgraph_ttc.candidates import from_completion
 from langgraph_ttc.eval.datasets import Problem
 from langgraph_ttc.eval.metrics import stated_answer
 from langgraph_ttc.eval.results import ResultsLog
+from langgraph_ttc.eval.scheduler import (
+    ADMITTED_CONCURRENCY,
+    Admission,
+    measured_sequences,
+    policy_target,
+    run_admitted,
+)
 from langgraph_ttc.selection import split_steps
 from langgraph_ttc.strategies.scaffold import chat_messages, check_completions
 from langgraph_ttc.strategies.settings import StrategySettings
@@ -195,38 +202,35 @@ async def run_collect(
     settings: CollectSettings,
     log: ResultsLog,
     *,
-    concurrency: int = 4,
+    concurrency: int | None = None,
     progress: bool = True,
     grader: Grader = grade,
+    target_sequences: int | None = None,
 ) -> int:
-    """Collect every problem not yet in `log` (at most `concurrency` at a time); returns the
-    number of problems collected."""
-    if concurrency < 1:
-        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    done = complete_problems(log.read()[0], settings.n)
-    queue: asyncio.Queue[Problem] = asyncio.Queue()
-    for problem in problems:
-        if problem.id not in done:
-            queue.put_nowait(problem)
-    total, collected = queue.qsize(), 0
-    bar = _progress_bar(total, progress)
+    """Collect every problem not yet in `log`; returns the number of problems collected.
 
-    async def worker() -> None:
+    Problems are admitted as `ttc eval` admits its runs (`langgraph_ttc.eval.scheduler`): with
+    a load target (`target_sequences`, else the policy's `capacity`) while the engine's load
+    plus the problem's n stays within it, at most `concurrency` at a time (default 64); without
+    a target, `concurrency` at a time (default 4)."""
+    target = policy_target(policy, target_sequences)
+    cap = concurrency if concurrency is not None else (ADMITTED_CONCURRENCY if target else 4)
+    admission = Admission(cap, target, measured_sequences(policy))
+    done = complete_problems(log.read()[0], settings.n)
+    todo = [problem for problem in problems if problem.id not in done]
+    collected = 0
+    bar = _progress_bar(len(todo), progress)
+
+    async def collect(problem: Problem) -> None:
         nonlocal collected
-        while not queue.empty():
-            problem = queue.get_nowait()
-            rows = await collect_problem(problem, policy, sampling, settings, grader)
-            log.append(rows)
-            collected += 1
-            if bar is not None:
-                bar.update(1)
+        rows = await collect_problem(problem, policy, sampling, settings, grader)
+        log.append(rows)
+        collected += 1
+        if bar is not None:
+            bar.update(1)
 
     try:
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(concurrency, total)):
-                group.create_task(worker())
-    except ExceptionGroup as errors:  # report the first failure plainly
-        raise errors.exceptions[0] from None
+        await run_admitted(todo, collect, demand=lambda _: settings.n, admission=admission)
     finally:
         if bar is not None:
             bar.close()

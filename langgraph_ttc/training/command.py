@@ -41,7 +41,19 @@ def add_verifier_parser(commands: Any) -> argparse.ArgumentParser:
     collect.add_argument("--temperature", type=float)
     collect.add_argument("--max-tokens", type=int, default=256, help="tokens per solution")
     add_few_shot_arguments(collect)
-    collect.add_argument("--concurrency", type=int, default=4, help="problems in flight")
+    collect.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="most problems in flight (default: 64 under a load target, else 4)",
+    )
+    collect.add_argument(
+        "--target-sequences",
+        type=int,
+        default=None,
+        help="admit problems while the engine's sequences in flight stay within this "
+        "(default: the engine's max_num_seqs)",
+    )
     collect.add_argument("--grading-timeout", type=float, default=5.0, help="seconds per answer")
     collect.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -120,6 +132,7 @@ async def run_collect_command(args: argparse.Namespace) -> int:
                 log,
                 concurrency=args.concurrency,
                 progress=not args.no_progress,
+                target_sequences=args.target_sequences,
             )
         finally:
             shutdown = getattr(policy, "shutdown", None)

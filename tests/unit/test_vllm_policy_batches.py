@@ -134,3 +134,43 @@ async def test_generation_reports_progress_to_the_listener(scripted):
 def test_capacity_is_unknown_before_start():
     policy = VLLMPolicy()
     assert policy.capacity is None and policy.sequences_in_flight == 0
+
+
+async def test_a_caller_tally_sees_its_own_samples_only(scripted):
+    from langgraph_ttc.policies.base import tally_sequences
+
+    policy, _engine = scripted
+    seen = []
+
+    async def caller(n):
+        with tally_sequences() as tally:
+            assert not tally.started
+            task = asyncio.ensure_future(policy.generate([ask("hang", n)]))
+            await asyncio.sleep(0.05)
+            seen.append(tally.in_flight)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return tally
+
+    tallies = await asyncio.gather(caller(2), caller(3))
+    assert sorted(seen) == [2, 3] and all(t.started and t.in_flight == 0 for t in tallies)
+    assert policy.sequences_in_flight == 0
+
+
+def test_engine_counts_come_from_the_stat_logger_and_are_capped_by_open_requests():
+    from types import SimpleNamespace
+
+    from langgraph_ttc.engine import SchedulerCounts
+
+    counts = SchedulerCounts()
+    assert counts.factory(object(), 0) is counts  # vLLM's per-engine factory signature
+    counts.record(SimpleNamespace(num_running_reqs=7, num_waiting_reqs=2), None)
+    counts.record(None, None)  # steps without scheduler stats keep the last ones
+    assert (counts.latest.running, counts.latest.waiting) == (7, 2)
+
+    open_requests = SimpleNamespace(get_num_unfinished_requests=lambda: 3)
+    policy = VLLMPolicy.from_engine(SimpleNamespace(output_processor=open_requests), None)
+    assert policy.engine_counts() is None  # an engine it did not start: no stat logger
+    policy._scheduler_counts = counts
+    reported = policy.engine_counts()
+    assert (reported.running, reported.waiting) == (3, 2)  # an idle engine's stale report
