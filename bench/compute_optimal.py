@@ -112,11 +112,16 @@ def plot(points: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.2, 4.6))
-    for label in dict.fromkeys(p["label"] for p in points):
+    # distinct markers and hollow, larger ones on dashed lines: equal points stay visible
+    for i, label in enumerate(dict.fromkeys(p["label"] for p in points)):
         line = sorted((p for p in points if p["label"] == label), key=lambda p: p["tokens"])
-        style = {"lw": 2.5, "color": "black"} if label == "router" else {}
+        style: dict = {"marker": "osD^vPX"[i % 7]}
+        if i % 3 == 0:
+            style |= {"ls": "--", "markersize": 11, "markerfacecolor": "none"}
+        if label == "router":
+            style |= {"lw": 2.5, "color": "black"}
         ax.plot([p["tokens"] for p in line], [100 * p["accuracy"] for p in line],
-                marker="o", label=label, **style)  # fmt: skip
+                label=label, **style)  # fmt: skip
         for p in line:
             ax.annotate(f"N={p['budget']}", (p["tokens"], 100 * p["accuracy"]), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))  # fmt: skip
