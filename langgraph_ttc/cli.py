@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--prm",
         default="arithmetic",
         help="verifier: arithmetic | none | judge[:PATH] | pooling:PATH | rlhflow[:PATH] | "
-        "math-shepherd[:PATH] (no PATH: share the policy model's engine)",
+        "math-shepherd[:PATH] (no PATH: share the policy model's engine) | learned:PATH "
+        "(a `ttc verifier train` directory)",
     )
     add_server_argument(solve)
     solve.add_argument("--seed", type=int, default=0, help="default 0: runs reproduce")

@@ -8,6 +8,7 @@
     rlhflow:PATH              TokenProbPRM, RLHFlow "+/-" chat format
     math-shepherd:PATH        TokenProbPRM, Math-Shepherd " ки" step tags
     rlhflow / math-shepherd   the same, sharing the policy's engine (PRM = the policy model)
+    learned:PATH              LearnedVerifier: a `ttc verifier train` output directory
 
 A PATH equal to the policy's model also shares the policy's engine: one engine per model.
 """
@@ -20,7 +21,7 @@ from langgraph_ttc.engine import EngineSettings
 from langgraph_ttc.types import PRM
 from langgraph_ttc.verifiers.arithmetic import ArithmeticVerifier
 
-PRM_NAMES = ("none", "arithmetic", "judge", "pooling", "rlhflow", "math-shepherd")
+PRM_NAMES = ("none", "arithmetic", "judge", "pooling", "rlhflow", "math-shepherd", "learned")
 
 
 def build_prm(
@@ -35,9 +36,14 @@ def build_prm(
         if path:
             raise ValueError(f"--prm {kind} takes no model path")
         return None if kind == "none" else ArithmeticVerifier()
-    if kind == "pooling":
+    if kind in ("pooling", "learned"):
         if not path:
-            raise ValueError("--prm pooling needs a model: pooling:PATH")
+            what = "a model" if kind == "pooling" else "a `ttc verifier train` directory"
+            raise ValueError(f"--prm {kind} needs {what}: {kind}:PATH")
+        if kind == "learned":
+            from langgraph_ttc.verifiers.learned import LearnedVerifier
+
+            return LearnedVerifier(path, settings=settings)
         from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
 
         return VLLMPoolingPRM(path, settings=settings)
