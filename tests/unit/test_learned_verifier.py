@@ -247,3 +247,27 @@ def test_ttc_verifier_train_without_collected_rows_fails_clearly(tmp_path, capsy
     code = cli.main(["verifier", "train", str(tmp_path), "--out", str(tmp_path / "v")])
     assert code != 0
     assert "no candidates.jsonl" in capsys.readouterr().err
+
+
+async def test_reward_model_trainer_fine_tunes_a_tiny_prm_into_the_pooling_format(tmp_path):
+    from safetensors import safe_open
+
+    from langgraph_ttc.training.reward_model import RewardModelTrainer
+    from langgraph_ttc.verifiers import VLLMPoolingPRM
+    from langgraph_ttc.verifiers.testing import make_tiny_pooling_prm
+
+    base = make_tiny_pooling_prm(tmp_path / "base", hidden_size=64, num_heads=1)
+    trainer = RewardModelTrainer(str(base), lr=1e-3, max_steps=6)
+    out = tmp_path / "rm"
+    info = await run_train(collected_rows(10), trainer, out, holdout=0.2, say=lambda _: None)
+    assert info["kind"] == "reward-model" and info["training"]["optimizer_steps"] == 6
+    assert info["training"]["heldout"]["candidates"] == 8
+    with safe_open(str(out / "model" / "model.safetensors"), framework="pt") as saved:
+        keys = set(saved.keys())
+    with safe_open(str(base / "model.safetensors"), framework="pt") as original:
+        assert keys == set(original.keys())  # the layout vLLM's Qwen2ForProcessRewardModel loads
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForProcessRewardModel"] and config["num_labels"] == 2
+    verifier = LearnedVerifier(out)
+    assert isinstance(verifier.backend, VLLMPoolingPRM)
+    assert verifier.backend.handle.model_ref == str(out / "model")
