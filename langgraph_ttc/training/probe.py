@@ -108,7 +108,9 @@ class ProbeTrainer:
     ) -> None:
         self.model = model or "embedded"
         self.system_prompt, self.step_delimiter, self.seed = system_prompt, step_delimiter, seed
-        # `features`: anything with `async features(problem, solutions)` (tests pass a fake)
+        # `features`: a shared extractor (left running), or any object with
+        # `async features(problem, solutions)`
+        self.owns_extractor = features is None
         self.extractor = features or HiddenStateFeatures(
             model, system_prompt=system_prompt, delimiter=step_delimiter, settings=settings
         )
@@ -175,5 +177,5 @@ class ProbeTrainer:
 
     def close(self) -> None:
         shutdown = getattr(self.extractor, "shutdown", None)
-        if shutdown is not None:
+        if self.owns_extractor and shutdown is not None:
             shutdown()

@@ -230,8 +230,9 @@ class LearnedVerifier:
     >>> await prm.score(problem, [["step 1", "step 2"]])   # [[p1, p2]]
 
     A probe starts its own pooling engine on the model named in `verifier.json` (vLLM's pooling
-    and generative runners cannot share one engine); a reward model delegates to
-    `VLLMPoolingPRM`.
+    and generative runners cannot share one engine), or uses `features`, a `HiddenStateFeatures`
+    on the same model and rendering (probes of one model can share one engine; shutting the
+    verifier down leaves a shared one running). A reward model delegates to `VLLMPoolingPRM`.
     """
 
     name = "learned"
@@ -242,6 +243,7 @@ class LearnedVerifier:
         *,
         settings: EngineSettings | None = None,
         max_concurrency: int = 64,
+        features: HiddenStateFeatures | None = None,
     ) -> None:
         self.path = Path(path)
         self.info = read_verifier_info(self.path)
@@ -251,7 +253,12 @@ class LearnedVerifier:
         if self.kind == "probe":
             self.head = ProbeHead.load(self.path / self.info.get("head", HEAD_FILE))
             rendering = self.info["rendering"]
-            self.backend = HiddenStateFeatures(
+            self.owns_backend = features is None
+            if features is not None:
+                shared = (features.system_prompt, features.delimiter)
+                if shared != (rendering["system_prompt"], rendering["step_delimiter"]):
+                    raise ValueError(f"{path} renders solutions unlike the shared `features`")
+            self.backend = features or HiddenStateFeatures(
                 self.info["model"],
                 system_prompt=rendering["system_prompt"],
                 delimiter=rendering["step_delimiter"],
@@ -261,6 +268,7 @@ class LearnedVerifier:
         else:
             from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
 
+            self.owns_backend = True
             self.backend = VLLMPoolingPRM(
                 str(self.path / self.info["checkpoint"]),
                 settings=settings,
@@ -292,4 +300,5 @@ class LearnedVerifier:
         ]
 
     def shutdown(self) -> None:
-        self.backend.shutdown()
+        if self.owns_backend:
+            self.backend.shutdown()
