@@ -8,6 +8,7 @@ on soft labels. The regularisation strength is picked by cross-validation groupe
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,19 +119,25 @@ class ProbeTrainer:
         self.facts: dict[str, Any] = {}
 
     async def row_features(self, rows: Sequence[Row]) -> list[np.ndarray]:
-        """[steps, dim] per row, batched by problem (one engine call per problem)."""
-        out: list[np.ndarray | None] = [None] * len(rows)
+        """[steps, dim] per row: one extractor call per problem, all problems at once (the
+        extractor bounds the requests in flight)."""
         by_problem: dict[str, list[int]] = {}
         for i, row in enumerate(rows):
             by_problem.setdefault(str(row["problem_id"]), []).append(i)
-        for indices in by_problem.values():
-            problem = rows[indices[0]]["problem"]
-            solutions = [list(rows[i].get("steps") or []) for i in indices]
-            for i, feats in zip(
-                indices, await self.extractor.features(problem, solutions), strict=True
-            ):
-                out[i] = feats
-        return [f if f is not None else np.zeros((0, 0)) for f in out]
+        groups = list(by_problem.values())
+        results = await asyncio.gather(
+            *(
+                self.extractor.features(
+                    rows[indices[0]]["problem"], [list(rows[i].get("steps") or []) for i in indices]
+                )
+                for indices in groups
+            )
+        )
+        out: list[np.ndarray] = [np.zeros((0, 0))] * len(rows)
+        for indices, blocks in zip(groups, results, strict=True):
+            for i, block in zip(indices, blocks, strict=True):
+                out[i] = block
+        return out
 
     async def fit(self, rows: Sequence[Row], say: Say) -> dict[str, Any]:
         start = getattr(self.extractor, "start", None)
