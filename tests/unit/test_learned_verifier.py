@@ -271,3 +271,10 @@ async def test_reward_model_trainer_fine_tunes_a_tiny_prm_into_the_pooling_forma
     verifier = LearnedVerifier(out)
     assert isinstance(verifier.backend, VLLMPoolingPRM)
     assert verifier.backend.handle.model_ref == str(out / "model")
+
+
+def test_ttc_verifier_train_reward_model_needs_a_base(tmp_path, capsys):
+    (tmp_path / "candidates.jsonl").write_text(json.dumps(collected_rows(1)[0]) + "\n")
+    args = ["verifier", "train", str(tmp_path), "--out", str(tmp_path / "v")]
+    assert cli.main([*args, "--kind", "reward-model"]) != 0
+    assert "--kind reward-model needs --base" in capsys.readouterr().err
