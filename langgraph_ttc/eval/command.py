@@ -215,7 +215,7 @@ async def run_command(args: argparse.Namespace) -> int:
     try:
         graphs = {spec.key: build_graph(spec, policy, prm, config["settings"]) for spec in specs}
         with exclusive(args.out):  # one writer per --out
-            return await _run(args, problems, specs, config, policy, graphs)
+            return await _run(args, problems, specs, config, policy, graphs, prm)
     finally:
         from langgraph_ttc.verifiers import close_prm
 
@@ -229,6 +229,7 @@ async def _run(
     config: dict[str, Any],
     policy: Any,
     graphs: dict[str, Any],
+    prm: Any = None,
 ) -> int:
     log = prepare_out_dir(args.out, config, args.resume)
     rows = log.repair()  # drops a torn last line left by a killed run
@@ -244,9 +245,18 @@ async def _run(
     }
     started = time.perf_counter()
     if work:
-        await _run_on_engine(policy, graphs, work, log, args)
+        await _run_on_engine(policy, graphs, work, log, args, prm)
     invocation["elapsed_s"] = round(time.perf_counter() - started, 1)  # engine start included
     return report(args.out, problems, specs, log, config, invocation, args.grading_timeout)
+
+
+async def _start_verifier(prm: Any) -> None:
+    from langgraph_ttc.verifiers import start_prm
+
+    if callable(getattr(prm, "start", None)):
+        say("starting the verifier's engine...")
+        seconds = await start_prm(prm)
+        say("verifier ready" + (f" in {seconds:.0f}s" if seconds is not None else ""))
 
 
 def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -259,7 +269,12 @@ def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 async def _run_on_engine(
-    policy: Any, graphs: dict[str, Any], work: list[Any], log: ResultsLog, args: argparse.Namespace
+    policy: Any,
+    graphs: dict[str, Any],
+    work: list[Any],
+    log: ResultsLog,
+    args: argparse.Namespace,
+    prm: Any = None,
 ) -> None:
     from langgraph_ttc.cli import describe_start
     from langgraph_ttc.policies import PolicyError
@@ -271,6 +286,7 @@ async def _run_on_engine(
             say(before)
             await start()
             say(f"{after} in {policy.startup_seconds:.0f}s; concurrency {args.concurrency}")
+        await _start_verifier(prm)
         await run_eval(
             work,
             graphs,

@@ -11,7 +11,7 @@ from langgraph_ttc.verifiers.engine import ContextLengthError, PRMError
 from langgraph_ttc.verifiers.judge import LLMJudgePRM
 from langgraph_ttc.verifiers.learned import LearnedVerifier
 from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
-from langgraph_ttc.verifiers.registry import build_prm, close_prm
+from langgraph_ttc.verifiers.registry import build_prm, close_prm, start_prm
 from langgraph_ttc.verifiers.token_prob import FormatError, TokenProbPRM
 from langgraph_ttc.verifiers.tool import create_prm_graph, prm_node, prm_tool, score_solution
 
@@ -35,4 +35,5 @@ __all__ = [
     "prm_tool",
     "running_aggregate",
     "score_solution",
+    "start_prm",
 ]

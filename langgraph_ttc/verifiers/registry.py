@@ -72,6 +72,19 @@ def _shares_engine(policy: Any, path: str) -> bool:
     return policy is not None and getattr(policy, "model_ref", None) == path
 
 
+async def start_prm(prm: Any) -> float | None:
+    """Start the engine a verifier runs on, if it has one, before any timed verifier call (an
+    engine start can take longer than `prm_timeout`); its start-up seconds when it says."""
+    start = getattr(prm, "start", None)
+    if not callable(start):
+        return None
+    await start()
+    seconds = getattr(prm, "startup_seconds", None)
+    if seconds is None:
+        seconds = getattr(getattr(prm, "handle", None), "startup_seconds", None)
+    return float(seconds) if isinstance(seconds, int | float) else None
+
+
 def close_prm(prm: Any) -> None:
     """Stop engines a verifier started itself (a shared policy engine is left running)."""
     shutdown = getattr(prm, "shutdown", None)

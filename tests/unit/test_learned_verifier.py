@@ -278,3 +278,16 @@ def test_ttc_verifier_train_reward_model_needs_a_base(tmp_path, capsys):
     args = ["verifier", "train", str(tmp_path), "--out", str(tmp_path / "v")]
     assert cli.main([*args, "--kind", "reward-model"]) != 0
     assert "--kind reward-model needs --base" in capsys.readouterr().err
+
+
+async def test_start_prm_starts_engine_verifiers_before_timed_calls():
+    from langgraph_ttc.verifiers import ArithmeticVerifier, start_prm
+
+    class Engined:
+        startup_seconds = None
+
+        async def start(self) -> None:
+            self.startup_seconds = 3.0
+
+    assert await start_prm(Engined()) == 3.0
+    assert await start_prm(ArithmeticVerifier()) is None
