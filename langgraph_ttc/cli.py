@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--prm",
         default="arithmetic",
         help="verifier: arithmetic | none | judge[:PATH] | pooling:PATH | rlhflow[:PATH] | "
-        "math-shepherd[:PATH] (no PATH: share the policy model's engine)",
+        "math-shepherd[:PATH] (no PATH: share the policy model's engine) | learned:PATH "
+        "(a `ttc verifier train` directory)",
     )
     add_server_argument(solve)
     solve.add_argument("--seed", type=int, default=0, help="default 0: runs reproduce")
@@ -243,7 +244,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _solve(args: argparse.Namespace) -> int:
-    from langgraph_ttc.verifiers import build_prm, close_prm
+    from langgraph_ttc.verifiers import build_prm, close_prm, start_prm
 
     settings = settings_from(args)  # a bad examples file fails before any backend
     policy = make_policy(args)
@@ -257,6 +258,9 @@ async def _solve(args: argparse.Namespace) -> int:
     try:
         progress.line(before)
         await policy.start()
+        if callable(getattr(prm, "start", None)):
+            progress.line("starting the verifier's engine...")
+            await start_prm(prm)
         progress.line(
             f"{after} in {policy.startup_seconds:.0f}s; solving with {args.strategy} "
             f"({', '.join(f'{k}={v}' for k, v in shown.items())})"

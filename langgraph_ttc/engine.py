@@ -259,19 +259,24 @@ def start_engine(
 
 class StartOnce:
     """Runs a blocking start-up in a thread, once: tasks that ask while it runs wait for it
-    instead of starting a second engine. Bound to the event loop that first uses it."""
+        instead of starting a second engine. A caller cancelled while it waits (a verifier call's
+        timeout) leaves the start-up running for the next caller; a failed start-up may be retried,
+    and so may a start after a shutdown.
+        Bound to the event loop that first uses it."""
 
     def __init__(self) -> None:
-        self._lock: asyncio.Lock | None = None
+        self._pending: asyncio.Future[None] | None = None
 
     async def run(self, is_started: Callable[[], bool], start: Callable[[], None]) -> None:
         if is_started():
             return
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            if not is_started():
-                await asyncio.to_thread(start)
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(asyncio.to_thread(start))
+            self._pending.add_done_callback(self._forget)
+        await asyncio.shield(self._pending)
+
+    def _forget(self, _: asyncio.Future[None]) -> None:
+        self._pending = None  # done: `is_started` answers from now on (a failure may retry)
 
 
 async def probe_next_token(

@@ -245,7 +245,7 @@ async def run_command(args: argparse.Namespace) -> int:
     try:
         graphs = {spec.key: build_graph(spec, policy, prm, config["settings"]) for spec in specs}
         with exclusive(args.out):  # one writer per --out
-            return await _run(args, problems, specs, config, policy, graphs)
+            return await _run(args, problems, specs, config, policy, graphs, prm)
     finally:
         from langgraph_ttc.verifiers import close_prm
 
@@ -259,6 +259,7 @@ async def _run(
     config: dict[str, Any],
     policy: Any,
     graphs: dict[str, Any],
+    prm: Any = None,
 ) -> int:
     log = prepare_out_dir(args.out, config, args.resume)
     rows = log.repair()  # drops a torn last line left by a killed run
@@ -274,10 +275,19 @@ async def _run(
     }
     started = time.perf_counter()
     if work:
-        measured = await _run_on_engine(policy, graphs, work, log, args)
+        measured = await _run_on_engine(policy, graphs, work, log, args, prm)
         invocation["throughput"] = measured.summary(args.peak_tok_s)  # printed under the table
     invocation["elapsed_s"] = round(time.perf_counter() - started, 1)  # engine start included
     return report(args.out, problems, specs, log, config, invocation, args.grading_timeout)
+
+
+async def _start_verifier(prm: Any) -> None:
+    from langgraph_ttc.verifiers import start_prm
+
+    if callable(getattr(prm, "start", None)):
+        say("starting the verifier's engine...")
+        seconds = await start_prm(prm)
+        say("verifier ready" + (f" in {seconds:.0f}s" if seconds is not None else ""))
 
 
 def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -290,7 +300,12 @@ def make_backends(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 async def _run_on_engine(
-    policy: Any, graphs: dict[str, Any], work: list[Any], log: ResultsLog, args: argparse.Namespace
+    policy: Any,
+    graphs: dict[str, Any],
+    work: list[Any],
+    log: ResultsLog,
+    args: argparse.Namespace,
+    prm: Any = None,
 ) -> EvalLoad:
     from langgraph_ttc.cli import describe_start
     from langgraph_ttc.policies import PolicyError
@@ -303,6 +318,7 @@ async def _run_on_engine(
             say(before)
             await start()
             say(f"{after} in {policy.startup_seconds:.0f}s")
+        await _start_verifier(prm)
         target = policy_target(policy, args.target_sequences)
         cap = args.concurrency or default_concurrency(target)
         say(

@@ -1,4 +1,4 @@
-"""`ttc verifier collect`: sample and label verifier training data."""
+"""`ttc verifier collect` (sample and label verifier training data) and `ttc verifier train`."""
 
 from __future__ import annotations
 
@@ -56,7 +56,40 @@ def add_verifier_parser(commands: Any) -> argparse.ArgumentParser:
     )
     collect.add_argument("--grading-timeout", type=float, default=5.0, help="seconds per answer")
     collect.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_train_parser(verifier_commands)
     return parser
+
+
+def add_train_parser(verifier_commands: Any) -> None:
+    train = verifier_commands.add_parser(
+        "train",
+        help="train a verifier on collected candidates (use it with --prm learned:PATH)",
+        description="Fit a verifier on DIR/candidates.jsonl, report AUC and best-of-N selection "
+        "accuracy on held-out problems, and save it to --out (verifier.json + model files).",
+    )
+    train.add_argument("data", type=Path, metavar="DIR", help="a `ttc verifier collect` --out")
+    train.add_argument("--out", required=True, type=Path, help="verifier directory to write")
+    train.add_argument(
+        "--kind",
+        choices=("probe", "reward-model"),
+        default="probe",
+        help="probe: logistic regression on the policy's hidden states (CPU, minutes); "
+        "reward-model: fine-tune a Qwen2ForProcessRewardModel (GPU)",
+    )
+    train.add_argument(
+        "--model", default=None, help="probe: the policy model (default: the one that collected)"
+    )
+    train.add_argument(
+        "--base", default=None, help="reward-model: the Qwen2 checkpoint to fine-tune"
+    )
+    train.add_argument("--holdout", type=float, default=0.2, help="share of problems held out")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--epochs", type=int, default=1, help="reward-model: passes over the data")
+    train.add_argument("--lr", type=float, default=1e-5, help="reward-model: learning rate")
+    train.add_argument("--max-steps", type=int, default=None, help="reward-model: stop after K")
+    train.add_argument(
+        "--max-model-len", type=int, default=4096, help="longest candidate prompt, in tokens"
+    )
 
 
 def collect_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -161,5 +194,77 @@ def describe(rows: list[dict[str, Any]]) -> str:
     return text
 
 
+def read_collected(data: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows and the collection config of a `ttc verifier collect` directory."""
+    import json
+
+    from langgraph_ttc.training.collect import collect_log
+
+    path = data / CANDIDATES_FILE
+    if not path.is_file():
+        raise ValueError(f"{data} holds no {CANDIDATES_FILE}: run `ttc verifier collect` first")
+    rows = collect_log(path).read()[0]
+    if not rows:
+        raise ValueError(f"{path} has no rows")
+    config_path = data / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    return rows, config
+
+
+def policy_model(args: argparse.Namespace, config: dict[str, Any]) -> str:
+    """The model the probe reads: --model, else the one that sampled the candidates."""
+    model = args.model or config.get("model") or "embedded"
+    if model.startswith("embedded:"):
+        return "embedded"
+    local = Path(model).expanduser()
+    return str(local.resolve()) if local.exists() else model
+
+
+def make_trainer(args: argparse.Namespace, config: dict[str, Any]) -> Any:
+    from langgraph_ttc.engine import EngineSettings
+    from langgraph_ttc.strategies.settings import StrategySettings
+
+    sampling = StrategySettings(**config.get("settings", {}))
+    if args.kind == "probe":
+        from langgraph_ttc.training.probe import ProbeTrainer
+
+        settings = EngineSettings(max_model_len=args.max_model_len, enable_prefix_caching=False)
+        return ProbeTrainer(
+            policy_model(args, config),
+            system_prompt=sampling.system_prompt,
+            step_delimiter=sampling.step_delimiter,
+            settings=settings,
+            seed=args.seed,
+        )
+    from langgraph_ttc.training.reward_model import RewardModelTrainer
+
+    if not args.base:
+        raise ValueError("--kind reward-model needs --base: a Qwen2 checkpoint to fine-tune")
+    return RewardModelTrainer(
+        args.base,
+        epochs=args.epochs,
+        lr=args.lr,
+        max_steps=args.max_steps,
+        max_length=args.max_model_len,
+        seed=args.seed,
+    )
+
+
+async def run_train_command(args: argparse.Namespace) -> int:
+    from langgraph_ttc.eval.command import say
+    from langgraph_ttc.training.train import run_train
+
+    rows, config = read_collected(args.data)
+    trainer = make_trainer(args, config)
+    source = {"data": str(args.data), "rows": len(rows), "collected_with": config.get("model")}
+    await run_train(
+        rows, trainer, args.out, holdout=args.holdout, seed=args.seed, say=say, source=source
+    )
+    print(f"use it with: --prm learned:{args.out}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.verifier_command == "train":
+        return asyncio.run(run_train_command(args))
     return asyncio.run(run_collect_command(args))

@@ -8,6 +8,7 @@
     rlhflow:PATH              TokenProbPRM, RLHFlow "+/-" chat format
     math-shepherd:PATH        TokenProbPRM, Math-Shepherd " ки" step tags
     rlhflow / math-shepherd   the same, sharing the policy's engine (PRM = the policy model)
+    learned:PATH              LearnedVerifier: a `ttc verifier train` output directory
 
 A PATH equal to the policy's model also shares the policy's engine: one engine per model.
 """
@@ -20,7 +21,7 @@ from langgraph_ttc.engine import EngineSettings
 from langgraph_ttc.types import PRM
 from langgraph_ttc.verifiers.arithmetic import ArithmeticVerifier
 
-PRM_NAMES = ("none", "arithmetic", "judge", "pooling", "rlhflow", "math-shepherd")
+PRM_NAMES = ("none", "arithmetic", "judge", "pooling", "rlhflow", "math-shepherd", "learned")
 
 
 def build_prm(
@@ -35,9 +36,14 @@ def build_prm(
         if path:
             raise ValueError(f"--prm {kind} takes no model path")
         return None if kind == "none" else ArithmeticVerifier()
-    if kind == "pooling":
+    if kind in ("pooling", "learned"):
         if not path:
-            raise ValueError("--prm pooling needs a model: pooling:PATH")
+            what = "a model" if kind == "pooling" else "a `ttc verifier train` directory"
+            raise ValueError(f"--prm {kind} needs {what}: {kind}:PATH")
+        if kind == "learned":
+            from langgraph_ttc.verifiers.learned import LearnedVerifier
+
+            return LearnedVerifier(path, settings=settings)
         from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
 
         return VLLMPoolingPRM(path, settings=settings)
@@ -64,6 +70,19 @@ def _shares_engine(policy: Any, path: str) -> bool:
             raise ValueError("this --prm without a model path needs a policy to share")
         return True
     return policy is not None and getattr(policy, "model_ref", None) == path
+
+
+async def start_prm(prm: Any) -> float | None:
+    """Start the engine a verifier runs on, if it has one, before any timed verifier call (an
+    engine start can take longer than `prm_timeout`); its start-up seconds when it says."""
+    start = getattr(prm, "start", None)
+    if not callable(start):
+        return None
+    await start()
+    seconds = getattr(prm, "startup_seconds", None)
+    if seconds is None:
+        seconds = getattr(getattr(prm, "handle", None), "startup_seconds", None)
+    return float(seconds) if isinstance(seconds, int | float) else None
 
 
 def close_prm(prm: Any) -> None:

@@ -93,3 +93,31 @@ async def test_start_once_runs_one_start_for_concurrent_callers():
     once = StartOnce()
     await asyncio.gather(*(once.run(lambda: bool(starts), start) for _ in range(5)))
     assert starts == [1]
+
+
+async def test_start_once_survives_a_cancelled_caller_and_retries_after_a_failure():
+    import threading
+
+    release, starts = threading.Event(), []
+
+    def slow_start() -> None:
+        starts.append(1)
+        release.wait(5)
+
+    once = StartOnce()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):  # a verifier call timing out during the start-up
+            await once.run(lambda: False, slow_start)
+    waiting = asyncio.ensure_future(once.run(lambda: False, slow_start))
+    await asyncio.sleep(0.05)
+    release.set()
+    await waiting
+    assert starts == [1]  # the second caller joined the first start-up
+
+    def failing() -> None:
+        raise RuntimeError("no memory")
+
+    with pytest.raises(RuntimeError):
+        await once.run(lambda: False, failing)
+    await once.run(lambda: bool(starts[1:]), lambda: starts.append(2))
+    assert starts == [1, 2]  # retried after the failure
