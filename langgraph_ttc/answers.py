@@ -232,8 +232,22 @@ def _grading_pool() -> ProcessPool:
             # Windows) the platform's default start method is the safe one.
             linux = sys.platform.startswith("linux")
             context = multiprocessing.get_context("fork" if linux else None)
-            _pool = ProcessPool(max_workers=GRADING_WORKERS, context=context)
+            _pool = ProcessPool(
+                max_workers=GRADING_WORKERS, context=context, initializer=_yield_to_engine
+            )
         return _pool
+
+
+GRADER_NICENESS = 10
+
+
+def _yield_to_engine() -> None:
+    """Graders run at a lower CPU priority: on a small CPU box the inference engine shares the
+    cores with them, and grading can wait where generation cannot."""
+    try:
+        os.nice(GRADER_NICENESS)
+    except OSError:  # not permitted here: grade at normal priority
+        pass
 
 
 def _schedule_comparison(gold: str, pred: str, timeout: float) -> ProcessFuture:

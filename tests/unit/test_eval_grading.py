@@ -136,3 +136,13 @@ def test_old_rows_get_their_strict_fields_computed():
     assert complete_row(row) == row  # complete rows are left as they are
     failed = complete_row({"id": "b", "strategy": "greedy", "budget": 1, "reference": "1"})
     assert failed["strict_pass"] is False and failed["num_candidates"] == 0
+
+
+def test_graders_run_below_the_engine_priority():
+    import os
+
+    from langgraph_ttc.answers import GRADER_NICENESS, _grading_pool, grade
+
+    assert grade("1/2", "0.5", 30)  # starts the pool
+    worker_niceness = _grading_pool().schedule(os.nice, (0,)).result(timeout=30)
+    assert worker_niceness >= os.nice(0) + GRADER_NICENESS or worker_niceness == 19
