@@ -5,11 +5,14 @@ sequences only until its first samples finish, and a step search holds none whil
 scored. `run_admitted` admits the next item (first come, first served) while
 
     items in flight < cap                        (`ttc eval --concurrency`)
-    load + demand(next) <= target                (`--target-sequences`, default: the engine's
+    load < target                                (`--target-sequences`, default: the engine's
                                                   `policy.capacity`, vLLM's max_num_seqs)
     nominal + demand(next) <= 2 x target         (NOMINAL_HEADROOM)
 
-or nothing is in flight (an item larger than the target still runs, alone). An item's demand is
+or nothing is in flight (an item larger than the target still runs, alone). A free batch slot
+admits a whole item: its other samples wait in the engine's queue and fill slots as they free
+up, as in one big batched call (waiting for room for the whole demand left slots idle). An
+item's demand is
 its nominal number of parallel samples (the run's n: samples, beams, particles, chains; greedy
 1). The load is what the engine is asked to run:
 
@@ -101,10 +104,7 @@ class Admission:
             return False
         if self.target is None or not self.running:
             return True
-        return (
-            self.load + demand <= self.target
-            and self.nominal + demand <= NOMINAL_HEADROOM * self.target
-        )
+        return self.load < self.target and self.nominal + demand <= NOMINAL_HEADROOM * self.target
 
 
 async def run_admitted(

@@ -55,7 +55,7 @@ def admission_for(engine, cap=100, target=None):
     return Admission(cap, policy_target(engine, target), measured_sequences(engine))
 
 
-async def test_admission_stops_at_the_target_and_resumes_when_the_load_drops():
+async def test_admission_fills_free_slots_and_resumes_when_the_load_drops():
     engine = Engine(capacity=10)
     release = {i: asyncio.Event() for i in range(5)}
     started = []
@@ -71,16 +71,18 @@ async def test_admission_stops_at_the_target_and_resumes_when_the_load_drops():
         run_admitted(range(5), item, demand=lambda i: 4, admission=admission, poll_seconds=0.005)
     )
     await settle()
-    assert started == [0, 1] and engine.sequences_in_flight == 8  # 8 + 4 > 10: item 2 waits
+    # 8 < 10: a slot is free, item 2 starts (2 of its samples queue); at 12 item 3 waits
+    assert started == [0, 1, 2] and engine.sequences_in_flight == 12
     release[0].set()
     await settle()
-    assert started == [0, 1, 2] and engine.sequences_in_flight == 8
-    release[1].set(), release[2].set()
+    assert started == [0, 1, 2, 3] and engine.sequences_in_flight == 12
+    release[1].set()
     await settle()
     assert started == [0, 1, 2, 3, 4]
-    release[3].set(), release[4].set()
+    for i in (2, 3, 4):
+        release[i].set()
     await runner
-    assert engine.peak == 8 and engine.sequences_in_flight == 0
+    assert engine.peak == 12 and engine.sequences_in_flight == 0
 
 
 async def test_the_samples_an_item_finishes_early_make_room_for_the_next():
@@ -219,7 +221,9 @@ def test_without_a_measure_the_load_is_the_nominal_demand():
     admission = Admission(10, target=8)  # e.g. --target-sequences for an HTTP backend
     assert admission.admits(8)
     admission.running[0] = type("R", (), {"demand": 6})()
-    assert admission.load == 6 and not admission.admits(4) and admission.admits(2)
+    assert admission.load == 6 and admission.admits(4)  # a slot is free
+    admission.running[1] = type("R", (), {"demand": 2})()
+    assert admission.load == 8 and not admission.admits(1)
 
 
 class CountingPolicy(ScriptedPolicy):
