@@ -131,6 +131,18 @@ class EngineHandle:
     def request_id(self) -> str:
         return f"{self._prefix}-{next(self._ids)}"
 
+    async def encode(self, ids: list[int], params: Any) -> Any:
+        """The pooled rows of one prompt on a pooling engine (vLLM's `encode` with
+        `PoolingParams`); a failed request raises PRMError."""
+        final: Any = None
+        async for output in self.engine.encode(
+            {"prompt_token_ids": ids}, params, self.request_id()
+        ):
+            final = output
+        if final is None or getattr(final, "error", None) is not None:
+            raise PRMError(f"pooling request failed: {getattr(final, 'error', 'no output')}")
+        return final.outputs.data
+
     def limit(self, max_concurrency: int) -> asyncio.Semaphore:
         """The bound on this engine's requests in flight (made in the running event loop)."""
         if self._limit is None:

@@ -207,14 +207,7 @@ class HiddenStateFeatures:
                 f"prompt of {len(ids)} tokens exceeds max_model_len={self.handle.max_model_len}"
             )
         params = PoolingParams(task="token_embed", use_activation=False)
-        final: Any = None
-        async for output in self.handle.engine.encode(
-            {"prompt_token_ids": ids}, params, self.handle.request_id()
-        ):
-            final = output
-        if final is None or getattr(final, "error", None) is not None:
-            raise PRMError(f"pooling request failed: {getattr(final, 'error', 'no output')}")
-        rows = final.outputs.data
+        rows = await self.handle.encode(ids, params)
         if rows.ndim != 2 or rows.shape[0] != len(ids):
             raise PRMError(f"expected one hidden state per token, got {tuple(rows.shape)}")
         return rows[positions].float().numpy()

@@ -138,14 +138,7 @@ class VLLMPoolingPRM:
                 f"{self.handle.max_model_len} ({len(steps)} steps)"
             )
         params = PoolingParams(task="token_classify", step_tag_id=self.step_tag_id)
-        final: Any = None
-        async for output in self.handle.engine.encode(
-            {"prompt_token_ids": ids}, params, self.handle.request_id()
-        ):
-            final = output
-        if final is None or getattr(final, "error", None) is not None:
-            raise PRMError(f"pooling request failed: {getattr(final, 'error', 'no output')}")
-        rows = final.outputs.data
+        rows = await self.handle.encode(ids, params)
         if rows.ndim != 2 or rows.shape[0] != len(steps):
             raise PRMError(
                 f"PRM returned {tuple(rows.shape)} for {len(steps)} steps "
