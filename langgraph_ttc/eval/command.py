@@ -78,7 +78,7 @@ def add_eval_parser(commands: Any) -> argparse.ArgumentParser:
         "--target-sequences",
         type=int,
         default=None,
-        help="admit problems while the engine's sequences in flight stay within this "
+        help="admit problems while the engine's sequences in flight are below this "
         "(default: the engine's max_num_seqs for the embedded engine; none for --base-url)",
     )
     parser.add_argument(
@@ -323,7 +323,7 @@ async def _run_on_engine(
         cap = args.concurrency or default_concurrency(target)
         say(
             f"admission: up to {cap} problems in flight"
-            + (f", while the engine's load stays within {target} sequences" if target else "")
+            + (f", while the engine's load is below {target} sequences" if target else "")
         )
         await run_eval(
             work,

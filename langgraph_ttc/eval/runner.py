@@ -156,8 +156,8 @@ async def run_eval(
 
     Admission (`langgraph_ttc.eval.scheduler`): with a load target (`target_sequences`, else
     the `policy`'s `capacity`), the next item starts while the sequences the engine is asked
-    to run plus the item's n stay within the target, and at most `concurrency` items run
-    (default 64); without a target, `concurrency` items run at a time (default 8).
+    to run are below the target, and at most `concurrency` items run (default 64); without a
+    target, `concurrency` items run at a time (default 8).
 
     A failing run is recorded as a row with its error (counted wrong). An exception of a
     `fatal` type (a dead engine) stops the whole evaluation; rows written so far stay, and a

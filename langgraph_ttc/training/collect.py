@@ -210,9 +210,9 @@ async def run_collect(
     """Collect every problem not yet in `log`; returns the number of problems collected.
 
     Problems are admitted as `ttc eval` admits its runs (`langgraph_ttc.eval.scheduler`): with
-    a load target (`target_sequences`, else the policy's `capacity`) while the engine's load
-    plus the problem's n stays within it, at most `concurrency` at a time (default 64); without
-    a target, `concurrency` at a time (default 4)."""
+    a load target (`target_sequences`, else the policy's `capacity`) while the engine's load is
+    below it, at most `concurrency` at a time (default 64); without a target, `concurrency` at
+    a time (default 4)."""
     target = policy_target(policy, target_sequences)
     cap = concurrency if concurrency is not None else (ADMITTED_CONCURRENCY if target else 4)
     admission = Admission(cap, target, measured_sequences(policy))

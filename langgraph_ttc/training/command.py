@@ -51,7 +51,7 @@ def add_verifier_parser(commands: Any) -> argparse.ArgumentParser:
         "--target-sequences",
         type=int,
         default=None,
-        help="admit problems while the engine's sequences in flight stay within this "
+        help="admit problems while the engine's sequences in flight are below this "
         "(default: the engine's max_num_seqs)",
     )
     collect.add_argument("--grading-timeout", type=float, default=5.0, help="seconds per answer")
