@@ -173,8 +173,35 @@ class EngineCounts:
     updated_at: float  # time.monotonic() of the step that reported them
 
 
+@dataclass(frozen=True)
+class EngineTokens:
+    """What the engine computed since it started: prompt tokens prefilled (`prompt_computed`)
+    or read from the prefix cache (`prompt_cached`), tokens generated, and engine steps."""
+
+    prompt_computed: int = 0
+    prompt_cached: int = 0
+    generated: int = 0
+    steps: int = 0
+
+    def since(self, earlier: EngineTokens) -> EngineTokens:
+        return EngineTokens(
+            self.prompt_computed - earlier.prompt_computed,
+            self.prompt_cached - earlier.prompt_cached,
+            self.generated - earlier.generated,
+            self.steps - earlier.steps,
+        )
+
+    @property
+    def prefill_share(self) -> float | None:
+        """Prefilled prompt tokens as a share of all tokens the model computed (prefilled +
+        generated): what re-sent prefixes cost beside decoding."""
+        computed = self.prompt_computed + self.generated
+        return self.prompt_computed / computed if computed else None
+
+
 class SchedulerCounts:
-    """A vLLM stat logger that keeps the scheduler's running and waiting counts.
+    """A vLLM stat logger that keeps the scheduler's running and waiting counts, and the
+    engine's token totals (`EngineTokens`).
 
     vLLM computes `SchedulerStats` only when stats logging is on; the engines here start with
     `disable_log_stats=True` (no periodic log lines, no Prometheus gauges), and passing this
@@ -185,6 +212,7 @@ class SchedulerCounts:
 
     def __init__(self) -> None:
         self.latest: EngineCounts | None = None
+        self.tokens = EngineTokens()
 
     def factory(self, vllm_config: Any, engine_index: int = 0) -> SchedulerCounts:
         """The per-engine logger factory vLLM calls (`StatLoggerFactory`): this object."""
@@ -202,6 +230,14 @@ class SchedulerCounts:
                 int(scheduler_stats.num_running_reqs),
                 int(scheduler_stats.num_waiting_reqs),
                 time.monotonic(),
+            )
+        if iteration_stats is not None:
+            prompt = iteration_stats.prompt_token_stats
+            self.tokens = EngineTokens(
+                self.tokens.prompt_computed + int(prompt.computed),
+                self.tokens.prompt_cached + int(prompt.cached_tokens),
+                self.tokens.generated + int(iteration_stats.num_generation_tokens),
+                self.tokens.steps + 1,
             )
 
     def log(self) -> None:

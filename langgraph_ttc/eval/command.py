@@ -413,6 +413,18 @@ def describe_throughput(throughput: dict[str, Any]) -> str:
     line = _describe_load(load)
     if line:
         lines.append(line)
+    engine = throughput.get("engine") or {}
+    if engine.get("prefill_share") is not None:
+        lines.append(
+            f"  engine work: {engine['generated']} tokens generated, {engine['prompt_computed']}"
+            f" prompt tokens prefilled ({engine['prefill_share']:.0%} of its tokens), "
+            f"{engine['prompt_cached']} read from the prefix cache"
+            + (
+                f"; {engine['tokens_per_step']} tokens generated per engine step"
+                if engine.get("tokens_per_step")
+                else ""
+            )
+        )
     return "\n".join(lines)
 
 

@@ -8,9 +8,10 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from langgraph_ttc.engine import EngineTokens
 from langgraph_ttc.eval.budgets import RunSpec, budget_tokens, subsample
 from langgraph_ttc.eval.datasets import Problem
 from langgraph_ttc.eval.metrics import grade_candidates, strict_fields
@@ -129,12 +130,30 @@ class EvalLoad:
 
     meter: ThroughputMeter = field(default_factory=ThroughputMeter)
     sampler: LoadSampler | None = None
+    engine_tokens: EngineTokens | None = None  # the engine's own totals over the run phase
 
     def summary(self, peak_tok_s: float | None = None) -> dict[str, Any]:
         return {
             **self.meter.summary(peak_tok_s),
             "load": None if self.sampler is None else self.sampler.summary(),
+            "engine": None if self.engine_tokens is None else describe_engine(self.engine_tokens),
         }
+
+
+def describe_engine(tokens: EngineTokens) -> dict[str, Any]:
+    """The engine's token totals over the run and the share of its work spent prefilling."""
+    share = tokens.prefill_share
+    return {
+        **asdict(tokens),
+        "prefill_share": None if share is None else round(share, 3),
+        "tokens_per_step": round(tokens.generated / tokens.steps, 1) if tokens.steps else None,
+    }
+
+
+def engine_tokens(policy: Any) -> EngineTokens | None:
+    read = getattr(policy, "engine_tokens", None)
+    tokens = read() if callable(read) else None
+    return tokens if isinstance(tokens, EngineTokens) else None
 
 
 async def run_eval(
@@ -168,6 +187,7 @@ async def run_eval(
     admission = Admission(cap, target, measured_sequences(policy))
     measured = measured if measured is not None else EvalLoad()
     measured.meter.started = time.perf_counter()
+    tokens_before = engine_tokens(policy)
     sampler = LoadSampler(admission, policy, sample_interval)
     measured.sampler = sampler
     written = 0
@@ -193,6 +213,9 @@ async def run_eval(
             await run_admitted(work, run, demand=lambda item: item.spec.n, admission=admission)
     finally:
         measured.meter.stop()
+        tokens_after = engine_tokens(policy)
+        if tokens_before is not None and tokens_after is not None:
+            measured.engine_tokens = tokens_after.since(tokens_before)
         if bar is not None:
             bar.close()
     return written

@@ -20,6 +20,7 @@ from langgraph_ttc.engine import (
     EngineError,
     EngineSettings,
     EngineStartError,
+    EngineTokens,
     SchedulerCounts,
     StartOnce,
     build_engine_args,
@@ -134,6 +135,14 @@ class VLLMPolicy:
             min(latest.waiting, open_requests),
             latest.updated_at,
         )
+
+    def engine_tokens(self) -> EngineTokens | None:
+        """Prompt tokens the engine prefilled or read from its prefix cache, and tokens it
+        generated, since it started (every caller's); None before start or for an engine this
+        policy did not start."""
+        if self._scheduler_counts is None or self._engine is None:
+            return None
+        return self._scheduler_counts.tokens
 
     async def start(self) -> None:
         await self._start_once.run(lambda: self._engine is not None, self._start_engine)

@@ -174,3 +174,31 @@ def test_engine_counts_come_from_the_stat_logger_and_are_capped_by_open_requests
     policy._scheduler_counts = counts
     reported = policy.engine_counts()
     assert (reported.running, reported.waiting) == (3, 2)  # an idle engine's stale report
+
+
+def test_engine_tokens_add_up_the_engine_steps_prefill_and_generation():
+    from types import SimpleNamespace
+
+    from langgraph_ttc.engine import EngineTokens, SchedulerCounts
+    from langgraph_ttc.eval.runner import describe_engine
+
+    def step(computed: int, cached: int, generated: int) -> SimpleNamespace:
+        prompt = SimpleNamespace(computed=computed, cached_tokens=cached)
+        return SimpleNamespace(prompt_token_stats=prompt, num_generation_tokens=generated)
+
+    counts = SchedulerCounts()
+    counts.record(None, step(30, 90, 4))
+    start = counts.tokens
+    counts.record(None, step(10, 50, 8))
+    counts.record(SimpleNamespace(num_running_reqs=8, num_waiting_reqs=0), step(0, 0, 22))
+    assert counts.tokens == EngineTokens(40, 140, 34, 3)
+    run = counts.tokens.since(start)
+    assert run == EngineTokens(10, 50, 30, 2)
+    assert describe_engine(run)["prefill_share"] == 0.25  # 10 prefilled of 40 computed
+    assert describe_engine(run)["tokens_per_step"] == 15.0
+    assert EngineTokens().prefill_share is None
+
+    policy = VLLMPolicy.from_engine(SimpleNamespace(), None)
+    assert policy.engine_tokens() is None  # an engine it did not start: no stat logger
+    policy._scheduler_counts = counts
+    assert policy.engine_tokens() == counts.tokens
