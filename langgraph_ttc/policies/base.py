@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Awaitable, Iterable, Iterator, Sequence
+from array import array
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -56,6 +58,49 @@ def require_prefix_support(policy: Any, strategy_name: str) -> None:
 def _why_no_prefix(policy: Any) -> str:
     reason = getattr(policy, "no_prefix_reason", None)
     return f" ({reason})" if reason else ""
+
+
+class TokenContinuations:
+    """Token ids of texts the engine generated, so a continued prefix is sent as the tokens the
+    model produced rather than re-tokenized.
+
+    Re-tokenizing a prefix does not give back the generated tokens at step boundaries: a step
+    ending in the token "\\n\\n" is tokenized as "\\n", "\\n" once the next step follows it, so
+    every KV block from the previous boundary on misses the prefix cache and is prefilled again.
+    Sending the generated ids keeps those blocks cached. A completion is remembered only when
+    its ids decode to exactly its text (not when a stop string ended it inside a token, nor
+    after an end-of-sequence token); the least recently used of `max_entries` texts go first.
+    """
+
+    def __init__(self, decode: Callable[[Sequence[int]], str], max_entries: int = 4096):
+        self.decode, self.max_entries = decode, max_entries
+        self._ids: OrderedDict[str, array[int]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def ids(self, text: str, encode: Callable[[str], Sequence[int]]) -> list[int]:
+        """The remembered ids of `text`, else `encode(text)`."""
+        known = self._ids.get(text)
+        if known is None:
+            self.misses += 1
+            return list(encode(text))
+        self.hits += 1
+        self._ids.move_to_end(text)
+        return known.tolist()
+
+    def remember(
+        self, prompt: str, prompt_ids: Sequence[int], text: str, token_ids: Sequence[int]
+    ) -> bool:
+        """Remember prompt + text as prompt_ids + token_ids if the ids decode to `text`."""
+        if not text or self.decode(token_ids) != text:
+            return False
+        self._ids[prompt + text] = array("i", [*prompt_ids, *token_ids])
+        self._ids.move_to_end(prompt + text)
+        while len(self._ids) > self.max_entries:
+            self._ids.popitem(last=False)
+        return True
 
 
 class GenerationMeter:

@@ -31,6 +31,7 @@ from langgraph_ttc.engine import (
 )
 from langgraph_ttc.policies.base import (
     GenerationMeter,
+    TokenContinuations,
     count_sequences,
     gather_or_cancel,
     render_chat,
@@ -78,6 +79,7 @@ class VLLMPolicy:
         self._request_ids = itertools.count()
         self._sequences_in_flight = 0
         self._scheduler_counts: SchedulerCounts | None = None
+        self.continuations: TokenContinuations | None = None  # once the tokenizer is known
         self.startup_seconds: float | None = None
         self.model_path: str | None = None  # what vLLM loaded, once started
 
@@ -89,6 +91,7 @@ class VLLMPolicy:
         and `abort`), which it then owns: `shutdown()` stops it."""
         policy = cls(settings=settings)
         policy._engine, policy._tokenizer = engine, tokenizer
+        policy._remember_tokens_with(tokenizer)
         return policy
 
     async def __aenter__(self) -> VLLMPolicy:
@@ -154,9 +157,27 @@ class VLLMPolicy:
         except EngineStartError as exc:
             raise PolicyError(str(exc)) from exc
         self._engine, self._tokenizer = started.engine, started.tokenizer
+        self._remember_tokens_with(started.tokenizer)
         self._scheduler_counts = counts
         self.model_path, self.startup_seconds = started.model, started.startup_seconds
         atexit.register(self.shutdown)  # don't leave an engine process behind
+
+    def _remember_tokens_with(self, tokenizer: Any) -> None:
+        if callable(getattr(tokenizer, "decode", None)):
+            self.continuations = TokenContinuations(
+                lambda ids: tokenizer.decode(ids, skip_special_tokens=False)
+            )
+
+    def prompt_token_ids(self, rendered: str) -> list[int]:
+        """The ids sent for a rendered prompt: for a prompt that continues a completion of this
+        policy, the prompt's and the completion's ids as generated (see TokenContinuations)."""
+        encode = self._encode
+        if self.continuations is None:
+            return encode(rendered)
+        return self.continuations.ids(rendered, encode)
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
 
     def render_prompt(self, request: GenerationRequest) -> str:
         """Chat-template text of the conversation with the assistant turn opened, then the
@@ -205,15 +226,13 @@ class VLLMPolicy:
     ) -> list[Completion]:
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        prompt = {
-            "prompt_token_ids": self._tokenizer.encode(
-                self.render_prompt(request), add_special_tokens=False
-            )
-        }
+        rendered = self.render_prompt(request)
+        prompt_ids = self.prompt_token_ids(rendered)
+        prompt = {"prompt_token_ids": prompt_ids}
         request_id = f"ttc-{next(self._request_ids)}"
         # DELTA outputs carry only the samples that progressed: accumulate by sample index.
         texts: list[list[str]] = [[] for _ in range(request.n)]
-        tokens = [0] * request.n
+        token_ids: list[list[int]] = [[] for _ in range(request.n)]
         finals: list[Any] = [None] * request.n
         unfinished = request.n
         self._count_sequences(unfinished)
@@ -223,7 +242,7 @@ class VLLMPolicy:
             ):
                 for sample in output.outputs:
                     texts[sample.index].append(sample.text)
-                    tokens[sample.index] += len(sample.token_ids)
+                    token_ids[sample.index].extend(sample.token_ids)
                     call.tokens += len(sample.token_ids)
                     if sample.finish_reason is not None and finals[sample.index] is None:
                         finals[sample.index] = sample
@@ -243,16 +262,20 @@ class VLLMPolicy:
             self._count_sequences(-unfinished)
         if any(final is None for final in finals):
             raise PolicyError(f"vLLM ended request {request_id} before every sample finished")
-        return [
+        completions = [
             Completion(
                 text="".join(texts[i]),
                 finish_reason="length" if final.finish_reason == "length" else "stop",
                 stop_reason=final.stop_reason if isinstance(final.stop_reason, str) else None,
-                num_tokens=tokens[i],
+                num_tokens=len(token_ids[i]),
                 logprob=final.cumulative_logprob,
             )
             for i, final in enumerate(finals)
         ]
+        if self.continuations is not None:
+            for completion, ids in zip(completions, token_ids, strict=True):
+                self.continuations.remember(rendered, prompt_ids, completion.text, ids)
+        return completions
 
     def _count_sequences(self, delta: int) -> None:
         self._sequences_in_flight += delta

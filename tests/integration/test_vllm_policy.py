@@ -123,3 +123,35 @@ async def test_a_failing_request_stops_the_rest_of_its_batch(policy):
     assert policy.num_unfinished_requests == 0 and policy.sequences_in_flight == 0
     (ok,) = await policy.generate([GenerationRequest(QUESTION, n=1, max_tokens=2, seed=0)])
     assert len(ok) == 1
+
+
+async def test_a_continued_step_reads_every_full_block_from_the_prefix_cache(policy):
+    from langgraph_ttc.strategies.scaffold import chat_messages
+    from langgraph_ttc.strategies.settings import StrategySettings
+    from langgraph_ttc.worked_examples import select_examples
+
+    problem = (  # greedy answers it in several steps
+        "James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. "
+        "How many total meters does he run a week?"
+    )
+    messages = chat_messages(problem, StrategySettings().system_prompt, select_examples(4))
+
+    def step(prefix: str) -> GenerationRequest:
+        return GenerationRequest(
+            messages, prefix=prefix, max_tokens=64, temperature=0.0, stop=("\n\n",)
+        )
+
+    prefix = ""
+    for _ in range(2):
+        [[completion]] = await policy.generate([step(prefix)])
+        assert completion.stop_reason == "\n\n", completion  # a step, not the whole solution
+        prefix += completion.text
+    rendered = policy.render_prompt(step(prefix))
+    ids = policy.prompt_token_ids(rendered)
+    # the two steps are sent as the ids the engine generated, which are in its KV cache
+    assert policy.tokenizer.decode(ids) == rendered
+    before = policy.engine_tokens()
+    await policy.generate([step(prefix)])
+    work = policy.engine_tokens().since(before)
+    assert work.prompt_computed + work.prompt_cached == len(ids)
+    assert work.prompt_computed <= 32, work  # at most the last, partial, 32-token block
