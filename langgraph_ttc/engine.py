@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -303,13 +303,28 @@ class StartOnce:
     def __init__(self) -> None:
         self._pending: asyncio.Future[None] | None = None
 
-    async def run(self, is_started: Callable[[], bool], start: Callable[[], None]) -> None:
-        if is_started():
+    async def run(
+        self,
+        is_started: Callable[[], bool],
+        start: Callable[[], None],
+        warm_up: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """`start()` in a thread, then `warm_up()` (if given) in this loop, before any caller
+        goes on."""
+        if is_started() and self._pending is None:
             return
         if self._pending is None:
-            self._pending = asyncio.ensure_future(asyncio.to_thread(start))
+            self._pending = asyncio.ensure_future(self._start(start, warm_up))
             self._pending.add_done_callback(self._forget)
         await asyncio.shield(self._pending)
+
+    @staticmethod
+    async def _start(
+        start: Callable[[], None], warm_up: Callable[[], Awaitable[None]] | None
+    ) -> None:
+        await asyncio.to_thread(start)
+        if warm_up is not None:
+            await warm_up()
 
     def _forget(self, _: asyncio.Future[None]) -> None:
         self._pending = None  # done: `is_started` answers from now on (a failure may retry)

@@ -155,3 +155,9 @@ async def test_a_continued_step_reads_every_full_block_from_the_prefix_cache(pol
     work = policy.engine_tokens().since(before)
     assert work.prompt_computed + work.prompt_cached == len(ids)
     assert work.prompt_computed <= 32, work  # at most the last, partial, 32-token block
+
+
+async def test_start_warms_the_engine_up_on_the_sampling_path(policy):
+    await policy.start()
+    assert policy.warm_up_seconds is not None and policy.warm_up_seconds > 0
+    assert policy.sequences_in_flight == 0 and policy.num_unfinished_requests == 0

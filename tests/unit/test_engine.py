@@ -121,3 +121,31 @@ async def test_start_once_survives_a_cancelled_caller_and_retries_after_a_failur
         await once.run(lambda: False, failing)
     await once.run(lambda: bool(starts[1:]), lambda: starts.append(2))
     assert starts == [1, 2]  # retried after the failure
+
+
+async def test_start_once_warms_up_before_any_caller_goes_on():
+    steps: list[str] = []
+    started = False
+
+    def start() -> None:
+        nonlocal started
+        started = True
+        steps.append("start")
+
+    async def warm_up() -> None:
+        await asyncio.sleep(0.05)
+        steps.append("warm-up")
+
+    async def caller(name: str) -> None:
+        await once.run(lambda: started, start, warm_up)
+        steps.append(name)
+
+    once = StartOnce()
+    first = asyncio.ensure_future(caller("first"))
+    await asyncio.sleep(0.02)  # the engine is up (started) but still warming up
+    assert steps == ["start"]
+    await caller("second")  # waits for the warm-up instead of going on at once
+    await first
+    assert steps[:2] == ["start", "warm-up"] and sorted(steps[2:]) == ["first", "second"]
+    await caller("later")
+    assert steps.count("warm-up") == 1 and steps.count("start") == 1
