@@ -69,11 +69,11 @@ def ttc(*args: str) -> None:
 
 def eval_args(dataset: Path, out: Path, strategies: list[str], args: argparse.Namespace) -> list:
     resume = ["--resume"] if (out / "results.jsonl").exists() else []
+    cap = [] if args.concurrency is None else ["--concurrency", str(args.concurrency)]
     return [
         "eval", "--dataset", str(dataset), "--strategy", *strategies, "--n", args.n,
         "--max-tokens", str(args.max_tokens), "--max-iterations", str(args.max_iterations),
-        "--concurrency", str(args.concurrency), "--prm", args.prm, "--seed", "0",
-        "--out", str(out), "--no-progress", *resume,
+        *cap, "--prm", args.prm, "--seed", "0", "--out", str(out), "--no-progress", *resume,
     ]  # fmt: skip
 
 
@@ -159,7 +159,9 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--max-iterations", type=int, default=12)
     parser.add_argument("--prm", default="arithmetic")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--concurrency", type=int, help="ttc eval's cap on problems in flight (default: its own)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--report-only", action="store_true", help="only report OUT/test")
     args = parser.parse_args()
