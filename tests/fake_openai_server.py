@@ -33,6 +33,8 @@ class FakeOpenAIServer:
     # what each choice says; the server applies `stop` like vLLM with include_stop_str_in_output
     text: str = "2 + 2 = 4\n\nThe answer is 4."
     top_logprobs: dict[str, float] = field(default_factory=dict)
+    # with `return_token_ids`, vLLM's prompt_token_ids / token_ids, from this tokenizer
+    tokenizer: Any = None
     received: list[dict[str, Any]] = field(default_factory=list)
     completions_calls: int = 0
     in_flight: int = 0
@@ -89,15 +91,20 @@ class FakeOpenAIServer:
                 "top_logprobs": [self.top_logprobs or None],
                 "text_offset": [0] * len(tokens),
             }
-            choices.append(
-                {
-                    "index": index,
-                    "text": text,
-                    "finish_reason": finish,
-                    "stop_reason": stop_reason,
-                    "logprobs": logprobs,
-                }
-            )
+            choice = {
+                "index": index,
+                "text": text,
+                "finish_reason": finish,
+                "stop_reason": stop_reason,
+                "logprobs": logprobs,
+            }
+            if body.get("return_token_ids") and self.tokenizer is not None:
+                prompt = body["prompt"]
+                if isinstance(prompt, str):
+                    prompt = self.tokenizer.encode(prompt, add_special_tokens=False)
+                choice["prompt_token_ids"] = prompt
+                choice["token_ids"] = self.tokenizer.encode(text, add_special_tokens=False)
+            choices.append(choice)
         return {
             "id": "cmpl-1",
             "object": "text_completion",

@@ -80,15 +80,20 @@ class TokenContinuations:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def ids(self, text: str, encode: Callable[[str], Sequence[int]]) -> list[int]:
-        """The remembered ids of `text`, else `encode(text)`."""
+    def lookup(self, text: str) -> list[int] | None:
+        """The remembered ids of `text`, if any."""
         known = self._ids.get(text)
         if known is None:
             self.misses += 1
-            return list(encode(text))
+            return None
         self.hits += 1
         self._ids.move_to_end(text)
         return known.tolist()
+
+    def ids(self, text: str, encode: Callable[[str], Sequence[int]]) -> list[int]:
+        """The remembered ids of `text`, else `encode(text)`."""
+        known = self.lookup(text)
+        return list(encode(text)) if known is None else known
 
     def remember(
         self, prompt: str, prompt_ids: Sequence[int], text: str, token_ids: Sequence[int]

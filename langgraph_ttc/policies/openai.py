@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from langgraph_ttc.engine import EngineSettings, build_engine_args, cpu_environment
 from langgraph_ttc.policies.base import (
     GenerationMeter,
+    TokenContinuations,
     gather_or_cancel,
     render_chat,
     validate_requests,
@@ -88,6 +89,7 @@ class OpenAIPolicy:
         self._semaphore: asyncio.Semaphore | None = None
         self._start_lock: asyncio.Lock | None = None
         self._started = False
+        self.continuations: TokenContinuations | None = None  # once the tokenizer is loaded
         self.startup_seconds: float | None = None
 
     async def __aenter__(self) -> OpenAIPolicy:
@@ -143,6 +145,11 @@ class OpenAIPolicy:
             if self._tokenizer is None:
                 self._tokenizer = await asyncio.to_thread(
                     _load_tokenizer, self.tokenizer_ref or self.model
+                )
+            if callable(getattr(self._tokenizer, "decode", None)):
+                tokenizer = self._tokenizer
+                self.continuations = TokenContinuations(
+                    lambda ids: tokenizer.decode(ids, skip_special_tokens=False)
                 )
             self._started = True
             self.startup_seconds = time.perf_counter() - started
@@ -200,11 +207,14 @@ class OpenAIPolicy:
         meter.report(force=True)
         return results
 
-    def completion_body(self, request: GenerationRequest) -> dict[str, Any]:
-        """Keyword arguments of `client.completions.create` for one request."""
+    def completion_body(self, request: GenerationRequest, rendered: str) -> dict[str, Any]:
+        """Keyword arguments of `client.completions.create` for one request whose rendered
+        prompt is `rendered`: sent as token ids when it continues a completion whose ids the
+        server returned (vLLM's `return_token_ids`; see TokenContinuations), else as text."""
+        known = None if self.continuations is None else self.continuations.lookup(rendered)
         return {
             "model": self.model,
-            "prompt": self.render_prompt(request),
+            "prompt": rendered if known is None else known,
             "n": request.n,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
@@ -212,11 +222,16 @@ class OpenAIPolicy:
             "stop": list(request.stop) or None,
             "seed": request.seed,
             "logprobs": 0,  # per-token logprobs of the sampled tokens: counts and cumulative
-            "extra_body": {"add_special_tokens": False, "include_stop_str_in_output": True},
+            "extra_body": {
+                "add_special_tokens": False,
+                "include_stop_str_in_output": True,
+                "return_token_ids": True,
+            },
         }
 
     async def _complete(self, request: GenerationRequest, meter: GenerationMeter) -> list[Any]:
-        body = self.completion_body(request)
+        rendered = self.render_prompt(request)
+        body = self.completion_body(request, rendered)
         async with self._limit():
             response = await self._call(self.client.completions.create, "/completions", **body)
         choices = sorted(response.choices, key=lambda c: c.index)
@@ -225,8 +240,16 @@ class OpenAIPolicy:
                 f"{self.base_url}/completions returned {len(choices)} choices for n={request.n}"
             )
         completions = [self._completion(choice, request) for choice in choices]
+        for choice, completion in zip(choices, completions, strict=True):
+            self._remember(rendered, choice, completion)
         meter.add(completions)
         return completions
+
+    def _remember(self, rendered: str, choice: Any, completion: Completion) -> None:
+        extra = choice.model_extra or {}
+        prompt_ids, token_ids = extra.get("prompt_token_ids"), extra.get("token_ids")
+        if self.continuations is not None and prompt_ids and token_ids:
+            self.continuations.remember(rendered, prompt_ids, completion.text, token_ids)
 
     def _completion(self, choice: Any, request: GenerationRequest) -> Completion:
         text = choice.text or ""

@@ -33,6 +33,17 @@ def server():
         yield running
 
 
+class OneTokenPerCharacter:
+    """A server-side tokenizer that gives every character its own token: ids that decode to
+    the text, but not the ids the policy's tokenizer encodes it to."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def encode(self, text, add_special_tokens=False):
+        return [i for char in text for i in self.tokenizer.encode(char, add_special_tokens=False)]
+
+
 def make_policy(url: str, tokenizer_dir: str, **kwargs) -> OpenAIPolicy:
     return OpenAIPolicy(url, "fake-model", tokenizer=tokenizer_dir, **kwargs)
 
@@ -51,12 +62,31 @@ async def test_request_fields_and_parsed_completions(server, tokenizer_dir):
     assert body["prompt"].count("<|im_start|>assistant") == 1
     assert body["add_special_tokens"] is False
     assert body["include_stop_str_in_output"] is True
+    assert body["return_token_ids"] is True  # vLLM's extension, for continued prefixes
     assert (body["n"], body["stop"], body["seed"], body["logprobs"]) == (3, ["\n\n"], 5, 0)
     assert (body["model"], body["max_tokens"], body["temperature"]) == ("fake-model", 1024, 0.8)
 
     assert [s.text for s in samples] == [f"[{i}] 2 + 2 = 4\n\n" for i in range(3)]
     assert all(s.stop_reason == "\n\n" and s.finish_reason == "stop" for s in samples)
     assert all(s.num_tokens == 6 and math.isclose(s.logprob, -3.0) for s in samples)
+
+
+async def test_a_continued_prefix_is_sent_as_the_token_ids_the_server_returned(tokenizer_dir):
+    with FakeOpenAIServer(text="2 + 2 = 4").running() as server:
+        policy = make_policy(server.url, tokenizer_dir)
+        await policy.start()
+        server.tokenizer = OneTokenPerCharacter(policy.tokenizer)
+        [[step]] = await policy.generate([GenerationRequest(MESSAGES, prefix="")])
+        await policy.generate([GenerationRequest(MESSAGES, prefix=step.text)])
+        await policy.generate([GenerationRequest(MESSAGES, prefix="other")])
+
+    first, continued, other = server.received
+    assert isinstance(first["prompt"], str) and isinstance(other["prompt"], str)
+    # the ids the server returned for the first prompt and its completion, not re-encoded
+    assert continued["prompt"] == server.tokenizer.encode(first["prompt"] + step.text)
+    assert continued["prompt"] != policy.tokenizer.encode(
+        first["prompt"] + step.text, add_special_tokens=False
+    )
 
 
 async def test_eos_and_length(server, tokenizer_dir):
