@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python bench/throughput.py curve --out bench/results/throughput
     PYTHONPATH=. python bench/throughput.py batched --limit 20 --n 8 --max-tokens 256
+    PYTHONPATH=. python bench/throughput.py steps --load 128 --rounds 8 --step-tokens 19
 
 `curve`: generated tokens per second against sequences in flight. For each load k, k solution
 prompts of `../shared/data` (rendered as `ttc eval` renders them: system prompt and worked
@@ -10,11 +11,17 @@ in flight to the end) in one batch. Prints the peak and the knee (the smallest l
 of the peak), writes OUT.json and OUT.png. The peak is what `ttc eval` divides by for its
 engine utilisation (`--peak-tok-s`).
 
+`steps`: the peak of a step workload. `--load` beams each continue their solution
+`--rounds` times by `--step-tokens` tokens, re-sending the prefix every step as a step search
+does (so the engine recomputes each prefix's last, partial KV block), with nothing waiting
+between steps. Prints tok/s and the engine's prefill share: what a step search could reach
+if no beam ever waited for a verifier or for its siblings.
+
 `batched`: the reference point for best-of-N: all `--limit` x `--n` samples of the first
 problems in ONE `generate` call (one request of n samples per problem, seed 0, as best-of-N asks
 for them), the way a script with nothing else to do would batch them. Prints tok/s.
 
-Both use the default engine settings (`EngineSettings()`), the embedded model unless `--model`.
+All use the default engine settings (`EngineSettings()`), the embedded model unless `--model`.
 """
 
 from __future__ import annotations
@@ -164,9 +171,51 @@ async def batched(args: argparse.Namespace, policy: VLLMPolicy) -> int:
     return 0
 
 
+async def steps(args: argparse.Namespace, policy: VLLMPolicy) -> int:
+    """`--load` beams, each continuing its own solution `--rounds` times by `--step-tokens`
+    tokens (EOS ignored), re-sending its prefix as the ids generated so far, as a step search
+    does; no barrier and no verifier between steps, so the engine holds `--load` sequences."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    problems = [p.problem for p in load_problems(args.dataset)]
+    rendered = [
+        policy.render_prompt(GenerationRequest(messages=m))
+        for m in solution_messages(problems, args.few_shot)
+    ]
+    params = SamplingParams(
+        max_tokens=args.step_tokens,
+        min_tokens=args.step_tokens,
+        ignore_eos=True,
+        seed=0,
+        logprobs=0,
+        output_kind=RequestOutputKind.DELTA,
+    )
+
+    async def beam(index: int) -> int:
+        ids = policy.tokenizer.encode(rendered[index % len(rendered)], add_special_tokens=False)
+        for round_ in range(args.rounds):
+            request_id = f"steps-{index}-{round_}"
+            async for output in policy.engine.generate(
+                {"prompt_token_ids": ids}, params, request_id
+            ):
+                ids = ids + list(output.outputs[0].token_ids)
+        return args.rounds * args.step_tokens
+
+    before, started = policy.engine_tokens(), time.perf_counter()
+    generated = sum(await asyncio.gather(*(beam(i) for i in range(args.load))))
+    elapsed = time.perf_counter() - started
+    work = policy.engine_tokens().since(before)
+    print(f"{args.load} beams x {args.rounds} steps of {args.step_tokens} tokens: "
+          f"{generated / elapsed:.1f} tok/s; engine prefill share {work.prefill_share:.0%} "
+          f"({work.prompt_computed} prompt tokens prefilled, "
+          f"{work.generated} generated)")  # fmt: skip
+    return 0
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["curve", "batched"])
+    parser.add_argument("mode", choices=["curve", "batched", "steps"])
     parser.add_argument("--model", default=None, help="default: the embedded model")
     parser.add_argument("--dataset", default="../shared/data/mawps_singleop.jsonl")
     parser.add_argument("--few-shot", type=int, default=4)
@@ -176,11 +225,16 @@ async def main() -> int:
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--load", type=int, default=128, help="steps: beams in flight")
+    parser.add_argument("--rounds", type=int, default=8, help="steps: steps per beam")
+    parser.add_argument(
+        "--step-tokens", type=int, default=19, help="steps: tokens per step (beam search's mean)"
+    )
     args = parser.parse_args()
     async with VLLMPolicy(args.model, settings=EngineSettings()) as policy:
         print(f"engine started in {policy.startup_seconds:.0f} s; capacity "
               f"{policy.capacity} sequences", flush=True)  # fmt: skip
-        return await (curve if args.mode == "curve" else batched)(args, policy)
+        return await {"curve": curve, "batched": batched, "steps": steps}[args.mode](args, policy)
 
 
 if __name__ == "__main__":

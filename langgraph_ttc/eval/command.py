@@ -277,8 +277,30 @@ async def _run(
     if work:
         measured = await _run_on_engine(policy, graphs, work, log, args, prm)
         invocation["throughput"] = measured.summary(args.peak_tok_s)  # printed under the table
+        plot_engine_load(measured, invocation["throughput"], Path(args.out))
     invocation["elapsed_s"] = round(time.perf_counter() - started, 1)  # engine start included
     return report(args.out, problems, specs, log, config, invocation, args.grading_timeout)
+
+
+def plot_engine_load(measured: EvalLoad, throughput: dict[str, Any], out: Path) -> Path | None:
+    """load.png: the engine's sequences over this invocation's run (none without samples or
+    matplotlib)."""
+    sampler = measured.sampler
+    if sampler is None or not sampler.samples:
+        return None
+    from langgraph_ttc.eval.plots import plot_load
+
+    utilisation = throughput.get("utilisation")
+    title = f"Engine load: {throughput['tok_s']:.0f} generated tok/s" + (
+        f", {utilisation:.0%} of the {throughput['peak_tok_s']:g} tok/s peak" if utilisation else ""
+    )
+    try:
+        path = plot_load(sampler.samples, sampler.admission.target, out / "load.png", title)
+    except ImportError:
+        say("matplotlib is not installed (pip install 'langgraph-ttc[eval]'): no load plot")
+        return None
+    say(f"engine load plot: {path}")
+    return path
 
 
 async def _start_verifier(prm: Any) -> None:

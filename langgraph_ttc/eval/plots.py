@@ -3,7 +3,8 @@
 - scaling.png: accuracy against budget N (log2 axis), one line per strategy and selection mode,
   pass@N dashed (strict pass@N is an oracle verifier's accuracy), greedy as a horizontal line;
 - accuracy_tokens.png: the same accuracies against mean generated tokens per problem (log axis),
-  greedy as a single point.
+  greedy as a single point;
+- load.png (one panel): the engine's sequences over the run against the load target.
 """
 
 from __future__ import annotations
@@ -161,6 +162,47 @@ def _plot(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.09, 1, 1))  # room for the legend below the panels
     fig.legend(handles=handles, fontsize=8, loc="lower center", ncol=len(handles))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_load(
+    samples: Sequence[Any],
+    target: int | None,
+    path: Path,
+    title: str = "Engine load during the run",
+) -> Path:
+    """The engine's running sequences (vLLM's own count) and the sequences the policy has in
+    flight over the run, against the load target, with the stretch where problems still
+    waited for admission shaded (`LoadSampler.samples`); raises ImportError without
+    matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=120)
+    seconds = [s.seconds for s in samples]
+    running = [(s.seconds, s.engine_running) for s in samples if s.engine_running is not None]
+    if running:
+        ax.plot(*zip(*running, strict=True), label="running in the engine (vLLM)", lw=1.5)
+    in_flight = [(s.seconds, s.sequences) for s in samples if s.sequences is not None]
+    if in_flight:
+        ax.plot(*zip(*in_flight, strict=True), label="in flight (policy)", lw=1, alpha=0.7)
+    waited = [s.seconds for s in samples if not s.queue_empty]
+    if waited:
+        ax.axvspan(min(waited), max(waited), color="grey", alpha=0.12, label="problems waiting")
+    if target:
+        ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target}")
+    ax.set_xlim(0, max(seconds, default=1.0))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("seconds into the run")
+    ax.set_ylabel("sequences")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path

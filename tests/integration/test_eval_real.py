@@ -51,6 +51,10 @@ def test_cli_eval_on_three_problems_then_resume(tmp_path):
         assert point["accuracy"]["majority"] == sum(r["correct"]["majority"] for r in matching) / 3
     assert "greedy" in first.stdout and "beam_search" in first.stdout
     assert (out / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "load.png").read_bytes()[:4] == b"\x89PNG"
+    engine = summary["throughput"]["engine"]  # the real engine's own work over the run
+    assert engine["generated"] > 0 and engine["prompt_cached"] > 0
+    assert 0 < engine["prefill_share"] < 1
 
     # nothing left to do: --resume only reports (no engine), and duplicates nothing
     again = run_ttc("eval", *args, "--resume")

@@ -419,7 +419,9 @@ def test_ttc_eval_records_throughput_in_summary_and_table(tmp_path, monkeypatch,
     assert throughput["load"]["target_sequences"] == 16 and throughput["load"]["cap"] == 64
     table = (out / "table.txt").read_text()
     assert f"= {throughput['tok_s']:.1f} tok/s" in table and "of the engine's peak 50" in table
-    assert "admission: up to 64 problems in flight" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "admission: up to 64 problems in flight" in err
+    assert (out / "load.png").read_bytes()[:4] == b"\x89PNG" and "engine load plot" in err
 
 
 async def test_verifier_collection_is_admitted_by_the_same_rule(tmp_path):
