@@ -46,3 +46,27 @@ def hf_smollm2():
 
     model = AutoModelForCausalLM.from_pretrained(str(prepare_embedded_model()), dtype=torch.float32)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def step():
+    """`step(prefix)`: the greedy request for the step after `prefix` of a problem the
+    embedded model answers in several "\\n\\n"-separated steps (system prompt, 4 worked
+    examples)."""
+    from langgraph_ttc.strategies.scaffold import chat_messages
+    from langgraph_ttc.strategies.settings import StrategySettings
+    from langgraph_ttc.types import GenerationRequest
+    from langgraph_ttc.worked_examples import select_examples
+
+    problem = (
+        "James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. "
+        "How many total meters does he run a week?"
+    )
+    messages = chat_messages(problem, StrategySettings().system_prompt, select_examples(4))
+
+    def request(prefix: str) -> GenerationRequest:
+        return GenerationRequest(
+            messages, prefix=prefix, max_tokens=64, temperature=0.0, stop=("\n\n",)
+        )
+
+    return request

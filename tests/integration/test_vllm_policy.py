@@ -125,22 +125,7 @@ async def test_a_failing_request_stops_the_rest_of_its_batch(policy):
     assert len(ok) == 1
 
 
-async def test_a_continued_step_reads_every_full_block_from_the_prefix_cache(policy):
-    from langgraph_ttc.strategies.scaffold import chat_messages
-    from langgraph_ttc.strategies.settings import StrategySettings
-    from langgraph_ttc.worked_examples import select_examples
-
-    problem = (  # greedy answers it in several steps
-        "James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. "
-        "How many total meters does he run a week?"
-    )
-    messages = chat_messages(problem, StrategySettings().system_prompt, select_examples(4))
-
-    def step(prefix: str) -> GenerationRequest:
-        return GenerationRequest(
-            messages, prefix=prefix, max_tokens=64, temperature=0.0, stop=("\n\n",)
-        )
-
+async def test_a_continued_step_reads_every_full_block_from_the_prefix_cache(policy, step):
     prefix = ""
     for _ in range(2):
         [[completion]] = await policy.generate([step(prefix)])

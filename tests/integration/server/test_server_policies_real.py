@@ -112,23 +112,8 @@ async def test_llm_judge_scores_from_server_logprobs(openai_policy):
 
 
 async def test_openai_policy_continues_a_step_with_the_token_ids_the_server_returned(
-    openai_policy,
+    openai_policy, step
 ):
-    from langgraph_ttc.strategies.scaffold import chat_messages
-    from langgraph_ttc.strategies.settings import StrategySettings
-    from langgraph_ttc.worked_examples import select_examples
-
-    problem = (  # greedy answers it in several steps
-        "James decides to run 3 sprints 3 times a week. He runs 60 meters each sprint. "
-        "How many total meters does he run a week?"
-    )
-    messages = chat_messages(problem, StrategySettings().system_prompt, select_examples(4))
-
-    def step(prefix: str) -> GenerationRequest:
-        return GenerationRequest(
-            messages, prefix=prefix, max_tokens=64, temperature=0.0, stop=("\n\n",)
-        )
-
     [[first]] = await openai_policy.generate([step("")])
     assert first.stop_reason == "\n\n", first  # a step, not the whole solution
     hits = openai_policy.continuations.hits
