@@ -26,6 +26,10 @@ class EngineError(RuntimeError):
     """The vLLM engine failed: it died or returned an output it should not have."""
 
 
+class EngineDiedError(EngineError):
+    """The vLLM engine process died; nothing sent to it can succeed any more."""
+
+
 class EngineStartError(EngineError):
     """A vLLM engine could not start; the message names the model and the cause."""
 
@@ -335,8 +339,8 @@ async def probe_next_token(
     engine: Any, prompt_token_ids: Sequence[int], token_ids: Sequence[int], request_id: str
 ) -> tuple[list[float], int]:
     """Raw next-token log-probabilities of `token_ids` after a prompt, and the number of prompt
-    tokens served from the prefix cache. Raises `EngineError` when the engine dies or returns
-    no log-probabilities.
+    tokens served from the prefix cache. Raises `EngineDiedError` when the engine has died,
+    `EngineError` when it returns no log-probabilities.
 
     One greedy token is generated with `logprob_token_ids` (vLLM >= 0.32), which reads the
     model's own log-softmax before any sampling processing. Unlike `prompt_logprobs`, this keeps
@@ -360,7 +364,7 @@ async def probe_next_token(
         ):
             final = output
     except EngineDeadError as exc:
-        raise EngineError(f"the vLLM engine died (request {request_id}): {exc}") from exc
+        raise EngineDiedError(f"the vLLM engine died (request {request_id}): {exc}") from exc
     if final is None or not final.outputs or not final.outputs[0].logprobs:
         raise EngineError(f"vLLM returned no logprobs for request {request_id}")
     step = final.outputs[0].logprobs[0]  # token id -> Logprob, for the one generated position

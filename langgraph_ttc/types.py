@@ -97,6 +97,12 @@ class Usage(TypedDict):
     samples: NotRequired[int]  # adaptive majority: the samples it drew
 
 
+class BackendDeadError(RuntimeError):
+    """A backend's engine died (a verifier's vLLM engine, say): every later call would fail
+    the same way, so a run stops on it instead of recording one failure per candidate, and
+    `ttc eval` stops (rows written so far stay; `--resume` continues)."""
+
+
 def empty_usage() -> Usage:
     return Usage(policy_tokens=0, policy_calls=0, prm_calls=0, prm_steps=0, errors=[])
 

@@ -331,6 +331,7 @@ async def _run_on_engine(
 ) -> EvalLoad:
     from langgraph_ttc.cli import describe_start
     from langgraph_ttc.policies import PolicyError
+    from langgraph_ttc.types import BackendDeadError
 
     start = getattr(policy, "start", None)
     measured = EvalLoad()
@@ -353,7 +354,7 @@ async def _run_on_engine(
             log,
             concurrency=cap,
             grading_timeout=args.grading_timeout,
-            fatal=(PolicyError,),
+            fatal=(PolicyError, BackendDeadError),
             progress=not args.no_progress,
             policy=policy,
             target_sequences=target,

@@ -42,6 +42,7 @@ from langgraph_ttc.selection import select, split_steps
 from langgraph_ttc.strategies.settings import SettingsError, StrategySettings
 from langgraph_ttc.types import (
     PRM,
+    BackendDeadError,
     Candidate,
     Completion,
     GenerationRequest,
@@ -316,7 +317,8 @@ async def score_steps(
     """(step scores, error or None, verifier calls) per candidate; candidates without steps
     are not sent. One batched call; if it fails, each candidate is retried alone, all at once,
     so a bad candidate costs only its own score. A timed-out batch is not retried: a hung
-    verifier costs one timeout per scoring round, not one per candidate."""
+    verifier costs one timeout per scoring round, not one per candidate. A dead verifier
+    engine (`BackendDeadError`) is raised: it would fail every candidate, now and later."""
     to_score = [i for i, steps in enumerate(steps_per_candidate) if steps]
     names = list(ids) if ids is not None else list(range(len(steps_per_candidate)))
     rows: list[list[float]] = [[] for _ in steps_per_candidate]
@@ -337,13 +339,15 @@ async def score_steps(
         for i in to_score:
             errors[i] = f"PRM failed on candidate {names[i]}: timed out after {seconds}s"
         return rows, errors, 1
+    except BackendDeadError:
+        raise  # a dead engine fails every candidate alike: stop the run, name the cause
     except Exception as batch_error:
         log.warning("PRM batch failed (%s); scoring candidates one at a time", batch_error)
     singles = await asyncio.gather(*(call([i]) for i in to_score), return_exceptions=True)
     for i, result in zip(to_score, singles, strict=True):
         if isinstance(result, BaseException):
-            if not isinstance(result, Exception):
-                raise result  # cancellation
+            if not isinstance(result, Exception) or isinstance(result, BackendDeadError):
+                raise result  # cancellation, or the engine died meanwhile
             reason = f"timed out after {seconds}s" if isinstance(result, TimeoutError) else result
             errors[i] = f"PRM failed on candidate {names[i]}: {type(result).__name__}: {reason}"
         else:

@@ -7,7 +7,7 @@ they start.
 from langgraph_ttc.types import PRM
 from langgraph_ttc.verifiers.arithmetic import ArithmeticVerifier, check_equalities, evaluate
 from langgraph_ttc.verifiers.combinators import EnsemblePRM, running_aggregate
-from langgraph_ttc.verifiers.engine import ContextLengthError, PRMError
+from langgraph_ttc.verifiers.engine import ContextLengthError, PRMError, VerifierEngineDiedError
 from langgraph_ttc.verifiers.judge import LLMJudgePRM
 from langgraph_ttc.verifiers.learned import LearnedVerifier
 from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
@@ -26,6 +26,7 @@ __all__ = [
     "PRMError",
     "TokenProbPRM",
     "VLLMPoolingPRM",
+    "VerifierEngineDiedError",
     "build_prm",
     "check_equalities",
     "close_prm",

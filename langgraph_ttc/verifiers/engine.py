@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from langgraph_ttc.engine import (
+    EngineDiedError,
     EngineError,
     EngineSettings,
     EngineStartError,
@@ -33,6 +34,7 @@ from langgraph_ttc.engine import (
     probe_next_token,
     start_engine,
 )
+from langgraph_ttc.types import BackendDeadError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +42,10 @@ T = TypeVar("T")
 
 class PRMError(RuntimeError):
     """A verifier could not score (engine failure, bad output, malformed input format)."""
+
+
+class VerifierEngineDiedError(PRMError, BackendDeadError):
+    """The verifier's vLLM engine died: no candidate can be scored any more."""
 
 
 class ContextLengthError(PRMError, ValueError):
@@ -134,11 +140,16 @@ class EngineHandle:
     async def encode(self, ids: list[int], params: Any) -> Any:
         """The pooled rows of one prompt on a pooling engine (vLLM's `encode` with
         `PoolingParams`); a failed request raises PRMError."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         final: Any = None
-        async for output in self.engine.encode(
-            {"prompt_token_ids": ids}, params, self.request_id()
-        ):
-            final = output
+        try:
+            async for output in self.engine.encode(
+                {"prompt_token_ids": ids}, params, self.request_id()
+            ):
+                final = output
+        except EngineDeadError as exc:
+            raise VerifierEngineDiedError(f"the verifier's vLLM engine died: {exc}") from exc
         if final is None or getattr(final, "error", None) is not None:
             raise PRMError(f"pooling request failed: {getattr(final, 'error', 'no output')}")
         return final.outputs.data
@@ -187,6 +198,8 @@ class EngineHandle:
             logprobs, cached = await probe_next_token(
                 self.engine, prompt_token_ids, token_ids, self.request_id()
             )
+        except EngineDiedError as exc:
+            raise VerifierEngineDiedError(str(exc)) from exc
         except EngineError as exc:
             raise PRMError(str(exc)) from exc
         return Probe(logprobs, len(prompt_token_ids), cached)

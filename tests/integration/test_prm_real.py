@@ -3,6 +3,7 @@ the session, the token-probability PRMs and the judge sharing the embedded SmolL
 engine. Scores mean nothing here; shapes, positions and probabilities are checked against a
 direct computation with plain torch / transformers on the same token ids."""
 
+import asyncio
 import math
 
 import pytest
@@ -142,3 +143,35 @@ async def test_judge_with_logprobs_on_the_real_policy(policy):
     scores = await judge.score(PROBLEM, SOLUTIONS[1:])
     assert [len(s) for s in scores] == [3, 2]
     assert all(0.0 < s < 1.0 for row in scores for s in row)
+
+
+async def test_a_dead_verifier_engine_stops_scoring_with_a_clear_error(tiny_prm_checkpoint):
+    """Its own engine (the session's PRM stays alive): kill the engine process, then the
+    next scoring call raises VerifierEngineDiedError, which strategies do not isolate."""
+    import psutil
+
+    from langgraph_ttc.engine import EngineSettings
+    from langgraph_ttc.strategies.scaffold import score_steps
+    from langgraph_ttc.verifiers import VerifierEngineDiedError, VLLMPoolingPRM
+
+    def engine_processes() -> set[int]:
+        children = psutil.Process().children(recursive=True)
+        return {p.pid for p in children if "EngineCore" in p.name()}
+
+    before = engine_processes()
+    prm = VLLMPoolingPRM(
+        str(tiny_prm_checkpoint),
+        settings=EngineSettings(max_model_len=512, kv_cache_gib=1, enable_prefix_caching=False),
+    )
+    try:
+        await prm.start()
+        [[score]] = await prm.score("What is 1 + 1?", [["1 + 1 = 2"]])
+        assert 0 <= score <= 1
+        [pid] = engine_processes() - before
+        psutil.Process(pid).kill()
+        psutil.Process(pid).wait(30)
+        with pytest.raises(VerifierEngineDiedError, match="died"):
+            async with asyncio.timeout(60):
+                await score_steps(prm, "What is 1 + 1?", [["1 + 1 = 2"], ["2"]], seconds=30)
+    finally:
+        prm.shutdown()

@@ -476,3 +476,32 @@ def test_the_throughput_lines_name_the_steady_state_or_its_absence():
     engine = describe_engine(EngineTokens(prompt_computed=300, prompt_cached=900, generated=900))
     text = command.describe_throughput({**base, "utilisation": None, "engine": engine})
     assert "300 prompt tokens prefilled (25% of its tokens), 900 read from the prefix" in text
+
+
+def test_a_dead_verifier_engine_stops_ttc_eval_and_keeps_finished_rows(
+    tmp_path, monkeypatch, capsys
+):
+    from langgraph_ttc.verifiers import VerifierEngineDiedError
+
+    class DyingVerifier:
+        """Scores until problem 3, where its engine "dies"."""
+
+        async def score(self, problem, steps_per_candidate):
+            if problem.startswith("What is 3 +"):
+                raise VerifierEngineDiedError("the verifier's vLLM engine died: killed")
+            return [[0.5] * len(steps) for steps in steps_per_candidate]
+
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text(
+        "".join(json.dumps({"problem": p.problem, "answer": p.answer}) + "\n" for p in PROBLEMS[:5])
+    )
+    policy = CountingPolicy(capacity=16, delay=0)
+    monkeypatch.setattr(command, "make_backends", lambda args: (policy, DyingVerifier()))
+    out = tmp_path / "out"
+    argv = ["eval", "--dataset", str(dataset), "--strategy", "best_of_n", "--n", "2"]
+    assert cli.main([*argv, "--out", str(out), "--concurrency", "1"]) != 0
+    assert "the verifier's vLLM engine died" in capsys.readouterr().err
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    scored = [r for r in rows if r["strategy"] == "best_of_n"]
+    assert [r["id"] for r in scored] == ["0", "1"]  # finished before the death, kept
+    assert all(r["error"] is None for r in rows)  # no row records the dead engine as its own
