@@ -4,8 +4,9 @@ Difficulty bins come from the probe's signal, never from the answers: for each p
 first `probe_n` samples of its best-of-N run (what the router's probe would have drawn, same
 seed) give the signal (`compute_optimal.probe_signal`); the bin edges are quantiles of the
 signals over the problems. Then, per budget N of the run and per bin, the route is the
-(strategy, budget <= N, selection) with the best accuracy on that bin's problems (ties: fewer
-mean tokens). A bin without problems gets the best route over all problems at that budget.
+(strategy, budget <= N, selection) with the best strict accuracy (the selected candidate
+states the right answer) on that bin's problems (ties: fewer mean tokens). A bin without
+problems gets the best route over all problems at that budget.
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ class Outcomes:
     example_rows: dict[Key, Mapping[str, Any]] = field(default_factory=dict)
 
     def add(self, row: Mapping[str, Any], bin_index: int) -> None:
-        for mode, right in (row.get("correct") or {}).items():
+        # strict: the selected candidate states the right answer (what `ttc eval` reports
+        # first); rows from before strict grading fall back to the lenient reading
+        graded = row.get("strict_correct") or row.get("correct") or {}
+        for mode, right in graded.items():
             key = (row["strategy"], int(row["budget"]), mode)
             self.correct[key][bin_index].append(bool(right))
             self.tokens[key].append(int(row.get("tokens") or 0))

@@ -91,3 +91,16 @@ def test_tune_command_writes_a_loadable_table(tmp_path):
     table = load_table(str(out))
     assert table.routes[4][0].strategy == "beam_search"
     assert "d.jsonl" in table.source
+
+
+def test_fit_ranks_routes_by_strict_accuracy():
+    """Best-of-N's picks are right only through the last-number fallback (lenient); beam
+    search's state their answers (strict): beam search wins though it costs more."""
+    rows = dataset()
+    for r in rows:
+        if r["id"].startswith("easy") and r["strategy"] in ("best_of_n", "greedy"):
+            r["strict_correct"] = dict.fromkeys(("naive", "weighted", "majority"), False)
+        elif r["strategy"] != "compute_optimal":
+            r["strict_correct"] = r["correct"]
+    _, easy = fit_table(rows, probe_n=4, bins=2, has_prm=False).routes[4]
+    assert easy.strategy == "beam_search"
