@@ -346,13 +346,18 @@ async def score_steps(
     singles = await asyncio.gather(*(call([i]) for i in to_score), return_exceptions=True)
     for i, result in zip(to_score, singles, strict=True):
         if isinstance(result, BaseException):
-            if not isinstance(result, Exception) or isinstance(result, BackendDeadError):
-                raise result  # cancellation, or the engine died meanwhile
-            reason = f"timed out after {seconds}s" if isinstance(result, TimeoutError) else result
-            errors[i] = f"PRM failed on candidate {names[i]}: {type(result).__name__}: {reason}"
+            errors[i] = candidate_failure(result, names[i], seconds)
         else:
             rows[i] = result[0]
     return rows, errors, 1 + len(to_score)
+
+
+def candidate_failure(error: BaseException, name: int, seconds: float | None) -> str:
+    """The error a candidate's score records; a cancellation or a dead engine is re-raised."""
+    if not isinstance(error, Exception) or isinstance(error, BackendDeadError):
+        raise error
+    reason = f"timed out after {seconds}s" if isinstance(error, TimeoutError) else error
+    return f"PRM failed on candidate {name}: {type(error).__name__}: {reason}"
 
 
 def checked_scores(
