@@ -49,8 +49,9 @@ def from_completion(
 def grow(
     parent: Candidate, child_id: int, completion: Completion, finish_reason: str | None
 ) -> Candidate:
-    """The parent with one more sampled step; it inherits the parent's scores until scored."""
-    return {
+    """The parent with one more sampled step; it inherits the parent's scores until scored.
+    It keeps its text's generated token ids while every step's ids are known."""
+    child: Candidate = {
         **parent,
         "id": child_id,
         "parent": parent["id"],
@@ -58,6 +59,19 @@ def grow(
         "num_tokens": parent["num_tokens"] + completion.num_tokens,
         "finish_reason": finish_reason,
     }
+    ids = extended_ids(parent.get("token_ids", [] if not parent["text"] else None), completion)
+    if ids is None:
+        child.pop("token_ids", None)
+    else:
+        child["token_ids"] = ids
+    return child
+
+
+def extended_ids(known: Sequence[int] | None, completion: Completion) -> list[int] | None:
+    """A text's generated token ids followed by a completion's (None: either is unknown)."""
+    if known is None or completion.token_ids is None:
+        return None
+    return [*known, *completion.token_ids]
 
 
 def with_scores(

@@ -27,6 +27,9 @@ class GenerationRequest:
 
     messages: Sequence[Mapping[str, str]]
     prefix: str = ""  # partial assistant text, continued verbatim
+    # the prefix as the token ids the policy generated it as (its completions' `token_ids`):
+    # a policy that renders prompts itself sends these instead of re-tokenizing the prefix
+    prefix_token_ids: Sequence[int] | None = None
     n: int = 1
     max_tokens: int = 1024
     temperature: float = 0.8
@@ -44,6 +47,7 @@ class Completion:
     stop_reason: str | None  # the matched stop string; None for EOS / length
     num_tokens: int
     logprob: float | None = None  # cumulative, when available
+    token_ids: tuple[int, ...] | None = None  # the generated ids, when they decode to `text`
 
 
 @runtime_checkable
@@ -82,6 +86,7 @@ class Candidate(TypedDict):
     chain: NotRequired[int]  # self-refinement: the chain of revisions
     round: NotRequired[int]  # self-refinement: 0 = draft, k = k-th revision
     lookahead_score: NotRequired[float]  # step searches with lookahead: the ranking score
+    token_ids: NotRequired[list[int]]  # step searches: `text` as generated (when the policy says)
 
 
 class Usage(TypedDict):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from array import array
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from langgraph_ttc import progress
@@ -60,52 +59,31 @@ def _why_no_prefix(policy: Any) -> str:
     return f" ({reason})" if reason else ""
 
 
-class TokenContinuations:
-    """Token ids of texts the engine generated, so a continued prefix is sent as the tokens the
-    model produced rather than re-tokenized.
+def prompt_ids(tokenizer: Any, request: GenerationRequest) -> list[int]:
+    """The token ids to send for a request's rendered prompt (chat template + prefix).
 
-    Re-tokenizing a prefix does not give back the generated tokens at step boundaries: a step
-    ending in the token "\\n\\n" is tokenized as "\\n", "\\n" once the next step follows it, so
-    every KV block from the previous boundary on misses the prefix cache and is prefilled again.
-    Sending the generated ids keeps those blocks cached. A completion is remembered only when
-    its ids decode to exactly its text (not when a stop string ended it inside a token, nor
-    after an end-of-sequence token); the least recently used of `max_entries` texts go first.
+    With `prefix_token_ids` (the prefix as the policy generated it) they follow the chat
+    template's ids instead of the prefix re-tokenized: re-tokenizing does not give back the
+    generated tokens at step boundaries (a step ending in the one token "\\n\\n" becomes
+    "\\n", "\\n" once the next step follows it), which shows the model a tokenization it
+    never produced and misses the prefix cache from there on. Ids that do not decode to the
+    prefix are ignored (the prefix text wins).
     """
+    ids = request.prefix_token_ids
+    if request.prefix and ids is not None and decode(tokenizer, ids) == request.prefix:
+        chat = render_chat(tokenizer, replace(request, prefix="", prefix_token_ids=None))
+        return [*tokenizer.encode(chat, add_special_tokens=False), *ids]
+    return list(tokenizer.encode(render_chat(tokenizer, request), add_special_tokens=False))
 
-    def __init__(self, decode: Callable[[Sequence[int]], str], max_entries: int = 4096):
-        self.decode, self.max_entries = decode, max_entries
-        self._ids: OrderedDict[str, array[int]] = OrderedDict()
-        self.hits = self.misses = 0
 
-    def __len__(self) -> int:
-        return len(self._ids)
+def generated_ids(tokenizer: Any, text: str, ids: Sequence[int]) -> tuple[int, ...] | None:
+    """A completion's `token_ids`: its ids if they decode to exactly its text (not when a stop
+    string ended it inside a token, nor with an end-of-sequence token), else None."""
+    return tuple(ids) if text and decode(tokenizer, ids) == text else None
 
-    def lookup(self, text: str) -> list[int] | None:
-        """The remembered ids of `text`, if any."""
-        known = self._ids.get(text)
-        if known is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        self._ids.move_to_end(text)
-        return known.tolist()
 
-    def ids(self, text: str, encode: Callable[[str], Sequence[int]]) -> list[int]:
-        """The remembered ids of `text`, else `encode(text)`."""
-        known = self.lookup(text)
-        return list(encode(text)) if known is None else known
-
-    def remember(
-        self, prompt: str, prompt_ids: Sequence[int], text: str, token_ids: Sequence[int]
-    ) -> bool:
-        """Remember prompt + text as prompt_ids + token_ids if the ids decode to `text`."""
-        if not text or self.decode(token_ids) != text:
-            return False
-        self._ids[prompt + text] = array("i", [*prompt_ids, *token_ids])
-        self._ids.move_to_end(prompt + text)
-        while len(self._ids) > self.max_entries:
-            self._ids.popitem(last=False)
-        return True
+def decode(tokenizer: Any, ids: Sequence[int]) -> str:
+    return str(tokenizer.decode(list(ids), skip_special_tokens=False))
 
 
 class GenerationMeter:

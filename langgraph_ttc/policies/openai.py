@@ -4,8 +4,9 @@ Prompts are rendered here with the model's chat template and the partial assista
 appended verbatim, exactly as `VLLMPolicy` does, then sent to `/v1/completions` with
 `add_special_tokens: false` (the template already holds the BOS). So a step search sends the
 same prompt bytes every step and the server's prefix cache applies. vLLM's extensions
-(`include_stop_str_in_output`, `stop_reason`, `logprob_token_ids`) make the results match the
-in-process engine's.
+(`include_stop_str_in_output`, `stop_reason`, `logprob_token_ids`, `return_token_ids`) make the
+results match the in-process engine's; a prefix that comes with the ids the server generated
+(`prefix_token_ids`) is sent as token ids.
 
 `serve_command` builds the `vllm serve` command line with the CPU settings `VLLMPolicy` uses.
 """
@@ -32,8 +33,9 @@ from urllib.parse import urlsplit
 from langgraph_ttc.engine import EngineSettings, build_engine_args, cpu_environment
 from langgraph_ttc.policies.base import (
     GenerationMeter,
-    TokenContinuations,
     gather_or_cancel,
+    generated_ids,
+    prompt_ids,
     render_chat,
     validate_requests,
 )
@@ -89,7 +91,6 @@ class OpenAIPolicy:
         self._semaphore: asyncio.Semaphore | None = None
         self._start_lock: asyncio.Lock | None = None
         self._started = False
-        self.continuations: TokenContinuations | None = None  # once the tokenizer is loaded
         self.startup_seconds: float | None = None
 
     async def __aenter__(self) -> OpenAIPolicy:
@@ -145,11 +146,6 @@ class OpenAIPolicy:
             if self._tokenizer is None:
                 self._tokenizer = await asyncio.to_thread(
                     _load_tokenizer, self.tokenizer_ref or self.model
-                )
-            if callable(getattr(self._tokenizer, "decode", None)):
-                tokenizer = self._tokenizer
-                self.continuations = TokenContinuations(
-                    lambda ids: tokenizer.decode(ids, skip_special_tokens=False)
                 )
             self._started = True
             self.startup_seconds = time.perf_counter() - started
@@ -207,14 +203,16 @@ class OpenAIPolicy:
         meter.report(force=True)
         return results
 
-    def completion_body(self, request: GenerationRequest, rendered: str) -> dict[str, Any]:
-        """Keyword arguments of `client.completions.create` for one request whose rendered
-        prompt is `rendered`: sent as token ids when it continues a completion whose ids the
-        server returned (vLLM's `return_token_ids`; see TokenContinuations), else as text."""
-        known = None if self.continuations is None else self.continuations.lookup(rendered)
+    def completion_body(self, request: GenerationRequest) -> dict[str, Any]:
+        """Keyword arguments of `client.completions.create` for one request. A prefix that
+        comes with the ids the server generated it as (`prefix_token_ids`) is sent as token
+        ids (the whole prompt then), else the rendered prompt as text."""
+        prompt: str | list[int] = self.render_prompt(request)
+        if request.prefix_token_ids is not None:
+            prompt = prompt_ids(self._tokenizer, request)
         return {
             "model": self.model,
-            "prompt": rendered if known is None else known,
+            "prompt": prompt,
             "n": request.n,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
@@ -230,8 +228,7 @@ class OpenAIPolicy:
         }
 
     async def _complete(self, request: GenerationRequest, meter: GenerationMeter) -> list[Any]:
-        rendered = self.render_prompt(request)
-        body = self.completion_body(request, rendered)
+        body = self.completion_body(request)
         async with self._limit():
             response = await self._call(self.client.completions.create, "/completions", **body)
         choices = sorted(response.choices, key=lambda c: c.index)
@@ -240,16 +237,8 @@ class OpenAIPolicy:
                 f"{self.base_url}/completions returned {len(choices)} choices for n={request.n}"
             )
         completions = [self._completion(choice, request) for choice in choices]
-        for choice, completion in zip(choices, completions, strict=True):
-            self._remember(rendered, choice, completion)
         meter.add(completions)
         return completions
-
-    def _remember(self, rendered: str, choice: Any, completion: Completion) -> None:
-        extra = choice.model_extra or {}
-        prompt_ids, token_ids = extra.get("prompt_token_ids"), extra.get("token_ids")
-        if self.continuations is not None and prompt_ids and token_ids:
-            self.continuations.remember(rendered, prompt_ids, completion.text, token_ids)
 
     def _completion(self, choice: Any, request: GenerationRequest) -> Completion:
         text = choice.text or ""
@@ -275,6 +264,11 @@ class OpenAIPolicy:
             stop_reason=stop_reason,
             num_tokens=num_tokens,
             logprob=logprob,
+            token_ids=(
+                generated_ids(self._tokenizer, text, extra["token_ids"])
+                if extra.get("token_ids")
+                else None
+            ),
         )
 
     async def next_token_logprobs(

@@ -2,8 +2,9 @@
 
 One engine serves every graph run that shares the policy object; all requests of a call are
 issued concurrently so the engine batches them continuously. Prompts are rendered with the
-model's chat template and a partial assistant prefix is appended verbatim, so step-by-step
-continuations reuse the same prompt bytes and hit the prefix cache.
+model's chat template and a partial assistant prefix is appended verbatim (as the token ids
+this policy generated it as, when the request carries them), so step-by-step continuations
+send the same prompt tokens and hit the prefix cache.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from langgraph_ttc.engine import (
 )
 from langgraph_ttc.policies.base import (
     GenerationMeter,
-    TokenContinuations,
     count_sequences,
     gather_or_cancel,
+    generated_ids,
+    prompt_ids,
     render_chat,
     validate_requests,
 )
@@ -80,7 +82,6 @@ class VLLMPolicy:
         self._request_ids = itertools.count()
         self._sequences_in_flight = 0
         self._scheduler_counts: SchedulerCounts | None = None
-        self.continuations: TokenContinuations | None = None  # once the tokenizer is known
         self.startup_seconds: float | None = None
         self.warm_up_seconds: float | None = None
         self.model_path: str | None = None  # what vLLM loaded, once started
@@ -93,7 +94,6 @@ class VLLMPolicy:
         and `abort`), which it then owns: `shutdown()` stops it."""
         policy = cls(settings=settings)
         policy._engine, policy._tokenizer = engine, tokenizer
-        policy._remember_tokens_with(tokenizer)
         return policy
 
     async def __aenter__(self) -> VLLMPolicy:
@@ -163,9 +163,8 @@ class VLLMPolicy:
         warm_up = GenerationRequest(
             [{"role": "user", "content": "Hi"}], max_tokens=1, temperature=0
         )
-        prompt = render_chat(self._tokenizer, warm_up)
         params = self._sampling_params(warm_up)  # the sampling path real requests take
-        request = {"prompt_token_ids": self._encode(prompt)}
+        request = {"prompt_token_ids": self.prompt_token_ids(warm_up)}
         try:
             async for _ in self._engine.generate(request, params, "ttc-warm-up"):
                 pass
@@ -181,27 +180,16 @@ class VLLMPolicy:
         except EngineStartError as exc:
             raise PolicyError(str(exc)) from exc
         self._engine, self._tokenizer = started.engine, started.tokenizer
-        self._remember_tokens_with(started.tokenizer)
         self._scheduler_counts = counts
         self.model_path, self.startup_seconds = started.model, started.startup_seconds
         atexit.register(self.shutdown)  # don't leave an engine process behind
 
-    def _remember_tokens_with(self, tokenizer: Any) -> None:
-        if callable(getattr(tokenizer, "decode", None)):
-            self.continuations = TokenContinuations(
-                lambda ids: tokenizer.decode(ids, skip_special_tokens=False)
-            )
-
-    def prompt_token_ids(self, rendered: str) -> list[int]:
-        """The ids sent for a rendered prompt: for a prompt that continues a completion of this
-        policy, the prompt's and the completion's ids as generated (see TokenContinuations)."""
-        encode = self._encode
-        if self.continuations is None:
-            return encode(rendered)
-        return self.continuations.ids(rendered, encode)
-
-    def _encode(self, text: str) -> list[int]:
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
+    def prompt_token_ids(self, request: GenerationRequest) -> list[int]:
+        """The ids sent for a request: its rendered prompt, with the prefix as the ids this
+        policy generated it as when the request carries them (`prefix_token_ids`)."""
+        if self._tokenizer is None:
+            raise PolicyError("the engine is not started; await policy.start() first")
+        return prompt_ids(self._tokenizer, request)
 
     def render_prompt(self, request: GenerationRequest) -> str:
         """Chat-template text of the conversation with the assistant turn opened, then the
@@ -250,9 +238,7 @@ class VLLMPolicy:
     ) -> list[Completion]:
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        rendered = self.render_prompt(request)
-        prompt_ids = self.prompt_token_ids(rendered)
-        prompt = {"prompt_token_ids": prompt_ids}
+        prompt = {"prompt_token_ids": self.prompt_token_ids(request)}
         request_id = f"ttc-{next(self._request_ids)}"
         # DELTA outputs carry only the samples that progressed: accumulate by sample index.
         texts: list[list[str]] = [[] for _ in range(request.n)]
@@ -286,20 +272,17 @@ class VLLMPolicy:
             self._count_sequences(-unfinished)
         if any(final is None for final in finals):
             raise PolicyError(f"vLLM ended request {request_id} before every sample finished")
-        completions = [
+        return [
             Completion(
                 text="".join(texts[i]),
                 finish_reason="length" if final.finish_reason == "length" else "stop",
                 stop_reason=final.stop_reason if isinstance(final.stop_reason, str) else None,
                 num_tokens=len(token_ids[i]),
                 logprob=final.cumulative_logprob,
+                token_ids=generated_ids(self._tokenizer, "".join(texts[i]), token_ids[i]),
             )
             for i, final in enumerate(finals)
         ]
-        if self.continuations is not None:
-            for completion, ids in zip(completions, token_ids, strict=True):
-                self.continuations.remember(rendered, prompt_ids, completion.text, ids)
-        return completions
 
     def _count_sequences(self, delta: int) -> None:
         self._sequences_in_flight += delta

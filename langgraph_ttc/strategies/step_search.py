@@ -77,12 +77,14 @@ def step_request(
     final: bool,
     seed: int | None,
     temperature: float | None = None,
+    prefix_token_ids: Sequence[int] | None = None,
 ) -> GenerationRequest:
     """Sample the next step of `prefix`; on the final iteration, the rest of the solution."""
     settings = run.settings
     return GenerationRequest(
         messages=run.messages(),
         prefix=prefix,
+        prefix_token_ids=prefix_token_ids if prefix else None,
         n=n,
         max_tokens=settings.max_tokens if final else settings.max_step_tokens,
         temperature=settings.temperature if temperature is None else temperature,
@@ -159,7 +161,12 @@ async def expand(
     requests, slot = [], 0
     for parent, count in zip(parents, copies, strict=True):
         request = step_request(
-            run, parent["text"], n=count, final=final, seed=seed_for(settings, iteration, slot)
+            run,
+            parent["text"],
+            n=count,
+            final=final,
+            seed=seed_for(settings, iteration, slot),
+            prefix_token_ids=parent.get("token_ids"),
         )
         # max_tokens bounds the whole solution: a step may use only what its beam has left
         requests.append(replace(request, max_tokens=step_cap(settings, parent, final=final)))
@@ -185,13 +192,16 @@ async def rollouts(
     """Each beam's text followed by `lookahead` greedy steps (one batched call per rolled
     step); finished beams are not rolled out."""
     texts = [beam["text"] for beam in beams]
+    ids = [beam.get("token_ids") for beam in beams]
     rolling = [i for i, beam in enumerate(beams) if beam["finish_reason"] is None]
     usage: dict[str, Any] = {}
     for _ in range(run.settings.lookahead):
         if not rolling:
             break
         requests = [
-            step_request(run, texts[i], n=1, final=False, seed=None, temperature=0.0)
+            step_request(
+                run, texts[i], n=1, final=False, seed=None, temperature=0.0, prefix_token_ids=ids[i]
+            )
             for i in rolling
         ]
         results, call_usage = await run.generate(requests, iteration=iteration)
@@ -199,6 +209,7 @@ async def rollouts(
         still_rolling = []
         for i, (completion,) in zip(rolling, results, strict=True):
             texts[i] += completion.text
+            ids[i] = cands.extended_ids(ids[i], completion)
             if completion.stop_reason is not None and completion.text.strip():
                 still_rolling.append(i)  # ended at a delimiter: the rollout may go on
         rolling = still_rolling

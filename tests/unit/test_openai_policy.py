@@ -76,17 +76,16 @@ async def test_a_continued_prefix_is_sent_as_the_token_ids_the_server_returned(t
         policy = make_policy(server.url, tokenizer_dir)
         await policy.start()
         server.tokenizer = OneTokenPerCharacter(policy.tokenizer)
-        [[step]] = await policy.generate([GenerationRequest(MESSAGES, prefix="")])
+        [[step]] = await policy.generate([GenerationRequest(MESSAGES)])
+        ids = step.token_ids
+        await policy.generate([GenerationRequest(MESSAGES, prefix=step.text, prefix_token_ids=ids)])
         await policy.generate([GenerationRequest(MESSAGES, prefix=step.text)])
-        await policy.generate([GenerationRequest(MESSAGES, prefix="other")])
 
-    first, continued, other = server.received
-    assert isinstance(first["prompt"], str) and isinstance(other["prompt"], str)
-    # the ids the server returned for the first prompt and its completion, not re-encoded
-    assert continued["prompt"] == server.tokenizer.encode(first["prompt"] + step.text)
-    assert continued["prompt"] != policy.tokenizer.encode(
-        first["prompt"] + step.text, add_special_tokens=False
-    )
+    first, continued, text_only = server.received
+    assert ids == tuple(server.tokenizer.encode(step.text))  # as the server returned them
+    chat = policy.tokenizer.encode(first["prompt"], add_special_tokens=False)
+    assert continued["prompt"] == [*chat, *ids]  # the chat template's ids, then the step's
+    assert text_only["prompt"] == first["prompt"] + step.text
 
 
 async def test_eos_and_length(server, tokenizer_dir):

@@ -116,9 +116,10 @@ async def test_openai_policy_continues_a_step_with_the_token_ids_the_server_retu
 ):
     [[first]] = await openai_policy.generate([step("")])
     assert first.stop_reason == "\n\n", first  # a step, not the whole solution
-    hits = openai_policy.continuations.hits
-    [[second]] = await openai_policy.generate([step(first.text)])
-    assert openai_policy.continuations.hits == hits + 1  # sent as the ids the server returned
-    ids = openai_policy.continuations.lookup(openai_policy.render_prompt(step(first.text)))
-    assert openai_policy.tokenizer.decode(ids) == openai_policy.render_prompt(step(first.text))
+    assert first.token_ids  # vLLM's return_token_ids
+    continued = step(first.text, first.token_ids)
+    prompt = openai_policy.completion_body(continued)["prompt"]
+    assert prompt[-len(first.token_ids) :] == list(first.token_ids)  # sent as token ids
+    assert openai_policy.tokenizer.decode(prompt) == openai_policy.render_prompt(continued)
+    [[second]] = await openai_policy.generate([continued])
     assert second.num_tokens > 0 and second.text.strip()
