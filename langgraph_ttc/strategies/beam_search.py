@@ -8,9 +8,9 @@ Every iteration, each of the n active beams samples one next step (ONE policy ca
 with n=copies per surviving beam); finished beams leave the pool; the PRM scores the rest (with
 optional greedy lookahead); the best n / beam_width survive, globally; survivors are copied to
 refill the pool to n. The final iteration lets the survivors run to the end. The best n
-completed beams (not the first n) are the candidates. With `budget_tokens`, the search stops
-before an expansion whose cost (every step at its token cap, lookahead included) exceeds what
-is left, and selects from the beams it has.
+completed beams (not the first n) are the candidates. With `budget_tokens`, every step gets
+an equal share of what is left (lookahead included); the search stops when that share is
+below a useful step (`step_search.affords_expansion`) and selects from the beams it has.
 """
 
 from __future__ import annotations
@@ -77,15 +77,11 @@ def next_node(state: BeamSearchState, settings: SearchSettings) -> str:
     done = len(state["completed"]) >= settings.n or state["iteration"] >= settings.max_iterations
     if done or not state["active"]:
         return "select"
+    active, final = state["active"], search.is_final(settings, state["iteration"])
+    copies = refill_counts(len(active), settings.n)
     left = budget_left(state, settings)
-    if left is not None:  # stop before an expansion the token budget might not pay for
-        active = state["active"]
-        final = search.is_final(settings, state["iteration"])
-        cost = search.expansion_cost(
-            settings, active, refill_counts(len(active), settings.n), final=final
-        )
-        if cost > left:
-            return "select"
+    if not search.affords_expansion(settings, left, active, copies, final=final):
+        return "select"
     return "expand"
 
 

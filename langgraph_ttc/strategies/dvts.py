@@ -11,9 +11,10 @@ the PRM scores them, and the subtree greedily moves to its best child. Subtrees 
 which keeps the candidates diverse. A subtree closes when its best child ends (EOS, an empty
 step, or a step that writes a boxed answer); its candidates are that child and its siblings.
 Unfinished siblings are run to the end (one batched call) before selection, so every candidate
-has an answer to grade. With `budget_tokens`, the search stops before an expansion whose cost
-(every step at its token cap) exceeds what is left; the siblings are then finished within
-what remains (their length capped to an equal share).
+has an answer to grade. With `budget_tokens`, every step gets an equal share of what is left
+and the search stops when that share is below a useful step
+(`step_search.affords_expansion`); the siblings are then finished within what remains (their
+length capped to an equal share).
 """
 
 from __future__ import annotations
@@ -91,13 +92,11 @@ async def choose(state: DVTSState, run: Run[SearchSettings]) -> dict[str, Any]:
 def next_node(state: DVTSState, settings: SearchSettings) -> str:
     if not state["current"] or state["iteration"] >= settings.max_iterations:
         return "finish_siblings"
+    nodes, final = state["current"], search.is_final(settings, state["iteration"])
+    copies = [settings.beam_width] * len(nodes)
     left = budget_left(state, settings)
-    if left is not None:  # stop before an expansion the token budget might not pay for
-        nodes = state["current"]
-        final = search.is_final(settings, state["iteration"])
-        copies = [settings.beam_width] * len(nodes)
-        if search.expansion_cost(settings, nodes, copies, final=final) > left:
-            return "finish_siblings"
+    if not search.affords_expansion(settings, left, nodes, copies, final=final):
+        return "finish_siblings"
     return "expand"
 
 

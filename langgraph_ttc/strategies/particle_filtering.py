@@ -149,7 +149,7 @@ def next_node(state: ParticleState, settings: ParticleSettings) -> str:
         return "select"
     left = budget_left(state, settings)
     final = search.is_final(settings, state["iteration"])
-    if left is not None and search.expansion_cost(settings, parents, copies, final=final) > left:
+    if not search.affords_expansion(settings, left, parents, copies, final=final):
         return "select"
     return "expand"
 

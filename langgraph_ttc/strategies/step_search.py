@@ -126,20 +126,35 @@ def is_final(settings: SearchSettings, iteration: int) -> bool:
     return iteration >= settings.max_iterations - 1
 
 
-def expansion_cost(
+MIN_STEP_SHARE = 32  # tokens: under a budget, a step gets at least this (or its own cap)
+
+
+def step_share(settings: SearchSettings, left: int | None, children: int) -> int | None:
+    """Under a token budget (`left` tokens left), each sampled step's token cap for an
+    expansion of `children` steps: an equal share of what is left, reserving as much for each
+    child's lookahead rollout steps. None: no budget."""
+    if left is None:
+        return None
+    return left // max(1, children * (1 + settings.lookahead))
+
+
+def affords_expansion(
     settings: SearchSettings,
+    left: int | None,
     parents: Sequence[Candidate],
     copies: Sequence[int],
     *,
     final: bool,
-) -> int:
-    """The most tokens the next expansion can generate: every sampled step at its cap, plus
-    every child's lookahead rollout at `max_step_tokens` per rolled step (a budget's stop rule
-    compares this with what is left)."""
-    steps = sum(
-        count * step_cap(settings, p, final=final) for p, count in zip(parents, copies, strict=True)
-    )
-    return steps + settings.lookahead * sum(copies) * settings.max_step_tokens
+) -> bool:
+    """Whether the budget left pays for the next expansion: every step's share of it
+    (`step_share`) reaches a useful step, MIN_STEP_SHARE tokens or the steps' own cap if
+    smaller. (Counting every step at its cap instead, 256 tokens by default where most steps
+    use ~20, starved a budgeted search after its first expansion.)"""
+    share = step_share(settings, left, sum(copies))
+    if share is None:
+        return True
+    caps = [step_cap(settings, p, final=final) for p in parents]
+    return share >= min(MIN_STEP_SHARE, *caps)
 
 
 async def expand(
@@ -159,6 +174,7 @@ async def expand(
     if final is None:
         final = is_final(settings, iteration)
     requests, slot = [], 0
+    share = step_share(settings, run.budget_left(), sum(copies))
     for parent, count in zip(parents, copies, strict=True):
         request = step_request(
             run,
@@ -169,7 +185,8 @@ async def expand(
             prefix_token_ids=parent.get("token_ids"),
         )
         # max_tokens bounds the whole solution: a step may use only what its beam has left
-        requests.append(replace(request, max_tokens=step_cap(settings, parent, final=final)))
+        cap = step_cap(settings, parent, final=final)
+        requests.append(replace(request, max_tokens=cap if share is None else min(cap, share)))
         slot += count
     results, usage = await run.generate(requests, iteration=iteration)
     children: list[Candidate] = []
@@ -195,8 +212,12 @@ async def rollouts(
     ids = [beam.get("token_ids") for beam in beams]
     rolling = [i for i, beam in enumerate(beams) if beam["finish_reason"] is None]
     usage: dict[str, Any] = {}
-    for _ in range(run.settings.lookahead):
+    for step in range(run.settings.lookahead):
         if not rolling:
+            break
+        left = run.budget_left()  # under a budget, the rolled steps still to come share it
+        cap = None if left is None else left // (len(rolling) * (run.settings.lookahead - step))
+        if cap == 0:
             break
         requests = [
             step_request(
@@ -204,6 +225,8 @@ async def rollouts(
             )
             for i in rolling
         ]
+        if cap is not None:
+            requests = [replace(r, max_tokens=min(r.max_tokens, cap)) for r in requests]
         results, call_usage = await run.generate(requests, iteration=iteration)
         usage = merge_usage(usage, call_usage)
         still_rolling = []

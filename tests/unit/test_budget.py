@@ -7,6 +7,7 @@ from langgraph_ttc import (
     create_best_of_n,
     create_dvts,
     create_greedy,
+    create_particle_filtering,
     create_self_refine,
 )
 from langgraph_ttc.strategies import SettingsError
@@ -135,3 +136,19 @@ async def test_budget_exhausted_mid_run_raises_only_if_a_strategy_ignores_it():
     assert usage["budget_spent"] == run.spent == 10
     with pytest.raises(BudgetExhaustedError):
         await run.generate([GenerationRequest([], n=1)])
+
+
+@pytest.mark.parametrize("create", [create_beam_search, create_dvts, create_particle_filtering])
+async def test_a_budgeted_step_search_expands_while_each_step_gets_a_useful_share(create):
+    """Steps capped at 100 tokens (most use 1 here) and 200 tokens for 4 beams: counting each
+    step at its cap (400 per expansion) stopped the search before its first expansion; now
+    every step gets an equal share of what is left (at most 50) while that reaches 32."""
+    policy = tree_policy(6, alternating)
+    options = {"n": 4, "max_step_tokens": 100, "seed": 0, "budget_tokens": 200}
+    if create is not create_particle_filtering:
+        options["beam_width"] = 2
+    out = await create(policy, KeywordPRM({"good": 0.9}), **options).ainvoke({"problem": "p"})
+    assert len(policy.calls) >= 3  # several expansions, not a stop before the first
+    assert all(r.max_tokens <= 200 // 4 for call in policy.calls for r in call)
+    assert spent_within(out, 200) <= 200
+    assert any(c["answer"] is not None for c in out["candidates"])
