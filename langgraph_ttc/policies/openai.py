@@ -207,9 +207,11 @@ class OpenAIPolicy:
         """Keyword arguments of `client.completions.create` for one request. A prefix that
         comes with the ids the server generated it as (`prefix_token_ids`) is sent as token
         ids (the whole prompt then), else the rendered prompt as text."""
-        prompt: str | list[int] = self.render_prompt(request)
-        if request.prefix_token_ids is not None:
-            prompt = prompt_ids(self._tokenizer, request)
+        prompt: str | list[int] = (
+            self.render_prompt(request)
+            if request.prefix_token_ids is None
+            else prompt_ids(self._tokenizer, request)
+        )
         return {
             "model": self.model,
             "prompt": prompt,

@@ -37,14 +37,20 @@ class SlowPolicy(ScriptedPolicy):
         self.peak = max(self.peak, self.in_flight)
         try:
             await asyncio.sleep(self.delay)
-            content = requests[0].messages[-1]["content"]
-            if self.fail_on and self.fail_on in content:
-                raise RuntimeError("policy failed on this prompt")
-            if self.fatal_on and self.fatal_on in content:
-                raise EngineGone("engine died")
+            fail_as_scripted(requests, self.fail_on, self.fatal_on)
             return await super().generate(requests)
         finally:
             self.in_flight -= 1
+
+
+def fail_as_scripted(requests, fail_on: str | None, fatal_on: str | None) -> None:
+    """A policy call on a prompt containing `fail_on` fails (isolated); `fatal_on`: the engine
+    "dies" (EngineGone)."""
+    content = requests[0].messages[-1]["content"]
+    if fail_on and fail_on in content:
+        raise RuntimeError("policy failed on this prompt")
+    if fatal_on and fatal_on in content:
+        raise EngineGone("engine died")
 
 
 class EngineGone(RuntimeError):

@@ -30,7 +30,7 @@ from langgraph_ttc.eval.scheduler import (
 )
 from langgraph_ttc.policies.base import count_sequences
 from tests.fakes import KeywordPRM, ScriptedPolicy
-from tests.unit.test_eval_runner import EngineGone, graphs_for, solver
+from tests.unit.test_eval_runner import EngineGone, fail_as_scripted, graphs_for, solver
 
 
 class Engine:
@@ -256,10 +256,7 @@ class CountingPolicy(ScriptedPolicy):
         content = requests[0].messages[-1]["content"]
         try:
             await (self.delay(content) if callable(self.delay) else asyncio.sleep(self.delay))
-            if self.fail_on and self.fail_on in content:
-                raise RuntimeError("policy failed on this prompt")
-            if self.fatal_on and self.fatal_on in content:
-                raise EngineGone("engine died")
+            fail_as_scripted(requests, self.fail_on, self.fatal_on)
             return await super().generate(requests)
         finally:
             self.engine.finish(n)
