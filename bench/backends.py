@@ -27,9 +27,9 @@ from langgraph_ttc import create_beam_search, create_best_of_n
 from langgraph_ttc.answers import grade
 from langgraph_ttc.models import prepare_embedded_model
 from langgraph_ttc.policies import ChatModelPolicy, EngineSettings, OpenAIPolicy, VLLMPolicy
-from langgraph_ttc.policies.openai import local_server
 from langgraph_ttc.types import GenerationRequest
 from langgraph_ttc.verifiers import ArithmeticVerifier
+from langgraph_ttc.vllm_serve import local_server
 
 SETTINGS = EngineSettings(max_model_len=2048, kv_cache_gib=1)
 SERVER_ROOT: dict[str, str] = {}

@@ -26,6 +26,8 @@ from fractions import Fraction
 
 from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
+from langgraph_ttc.errors import TTCError
+
 AnswerExtractor = Callable[[str], str | None]
 
 MAX_ANSWER_CHARS = 256
@@ -169,7 +171,7 @@ def _as_number(text: str) -> Fraction | None:
         return None
 
 
-class GradingTimeout(Exception):
+class GradingTimeout(TTCError):
     """Raised by `grade` when math-verify did not finish in time."""
 
 

@@ -227,7 +227,8 @@ def _prepare_models(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from langgraph_ttc.engine import is_cpu_platform
     from langgraph_ttc.models import resolve_model
-    from langgraph_ttc.policies import EngineSettings, serve_command
+    from langgraph_ttc.policies import EngineSettings
+    from langgraph_ttc.vllm_serve import serve_command
 
     model = resolve_model(args.model)
     settings = EngineSettings(max_model_len=args.max_model_len)

@@ -15,23 +15,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from langgraph_ttc.errors import EngineDiedError, EngineError, EngineStartError
 from langgraph_ttc.models import resolve_model
 
 log = logging.getLogger(__name__)
 
 GIB = 1 << 30
-
-
-class EngineError(RuntimeError):
-    """The vLLM engine failed: it died or returned an output it should not have."""
-
-
-class EngineDiedError(EngineError):
-    """The vLLM engine process died; nothing sent to it can succeed any more."""
-
-
-class EngineStartError(EngineError):
-    """A vLLM engine could not start; the message names the model and the cause."""
 
 
 @dataclass

@@ -19,6 +19,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from langgraph_ttc.errors import TTCError
+
 log = logging.getLogger(__name__)
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -31,7 +33,7 @@ MANIFEST = "ttc-manifest.json"
 CONVERSION_VERSION = 1
 
 
-class ModelPreparationError(RuntimeError):
+class ModelPreparationError(TTCError, RuntimeError):
     """The embedded model could not be fetched or converted; the message says what to do."""
 
 

@@ -20,6 +20,23 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
+from langgraph_ttc.errors import BackendDeadError
+
+__all__ = [
+    "PRM",
+    "BackendDeadError",
+    "Candidate",
+    "Completion",
+    "GenerationRequest",
+    "Policy",
+    "StrategyInput",
+    "StrategyOutput",
+    "StrategyState",
+    "Usage",
+    "empty_usage",
+    "merge_usage",
+]
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -100,12 +117,6 @@ class Usage(TypedDict):
     budget_tokens: NotRequired[int | None]  # the run's token budget (None: unlimited)
     budget_spent: NotRequired[int]  # generated tokens counted against it
     samples: NotRequired[int]  # adaptive majority: the samples it drew
-
-
-class BackendDeadError(RuntimeError):
-    """A backend's engine died (a verifier's vLLM engine, say): every later call would fail
-    the same way, so a run stops on it instead of recording one failure per candidate, and
-    `ttc eval` stops (rows written so far stay; `--resume` continues)."""
 
 
 def empty_usage() -> Usage:

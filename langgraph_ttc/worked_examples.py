@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from importlib import resources
 from typing import Any
 
+from langgraph_ttc.errors import TTCError
+
 # Worked examples `ttc solve` / `ttc eval` show when --few-shot is not given: on 20 MAWPS
 # SingleOp problems with the embedded model, the share of candidates that state an answer went
 # 40% / 92.5% / 97.5% and strict pass@4 15% / 60% / 75% with 0 / 2 / 4 examples (README).
@@ -23,7 +25,7 @@ DEFAULT_FEW_SHOT = 4
 Example = tuple[str, str]
 
 
-class ExamplesError(ValueError):
+class ExamplesError(TTCError, ValueError):
     """An examples file that cannot be read, or more examples asked for than it holds."""
 
 

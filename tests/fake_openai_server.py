@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from langgraph_ttc.policies.openai import free_port
+from langgraph_ttc.vllm_serve import free_port
 
 
 @dataclass

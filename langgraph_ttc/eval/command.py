@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from langgraph_ttc.errors import TTCError
 from langgraph_ttc.eval.budgets import RunSpec, parse_budgets, plan_runs
 from langgraph_ttc.eval.datasets import Fields, Problem, add_dataset_arguments, load_problems
 from langgraph_ttc.eval.graphs import build_graph
@@ -45,7 +46,7 @@ RUN_DEFINING = (
 )
 
 
-class EvalUsageError(ValueError):
+class EvalUsageError(TTCError, ValueError):
     """The output directory or options do not fit together."""
 
 

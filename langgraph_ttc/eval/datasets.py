@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langgraph_ttc.errors import TTCError
+
 HF_PREFIX = "hf:"
 
 
-class DatasetError(ValueError):
+class DatasetError(TTCError, ValueError):
     """The dataset cannot be read, or its rows lack the fields an evaluation needs."""
 
 

@@ -14,10 +14,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from langgraph_ttc.errors import TTCError
+
 RowKey = tuple[str, int, str]  # (strategy, budget, problem id)
 
 
-class ResultsCorrupted(RuntimeError):
+class ResultsCorrupted(TTCError, RuntimeError):
     """A results line other than the last one is not a JSON object."""
 
 

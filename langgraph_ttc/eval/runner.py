@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from langgraph_ttc.backends import ReportsEngineStats
 from langgraph_ttc.engine import EngineTokens
 from langgraph_ttc.eval.budgets import RunSpec, budget_tokens, subsample
 from langgraph_ttc.eval.datasets import Problem
@@ -151,8 +152,9 @@ def describe_engine(tokens: EngineTokens) -> dict[str, Any]:
 
 
 def engine_tokens(policy: Any) -> EngineTokens | None:
-    read = getattr(policy, "engine_tokens", None)
-    tokens = read() if callable(read) else None
+    if not isinstance(policy, ReportsEngineStats):
+        return None
+    tokens = policy.engine_tokens()
     return tokens if isinstance(tokens, EngineTokens) else None
 
 

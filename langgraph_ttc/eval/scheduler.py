@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from langgraph_ttc.backends import ReportsEngineStats, ReportsLoad
 from langgraph_ttc.policies.base import SequenceTally, tally_sequences
 
 T = TypeVar("T")
@@ -56,13 +57,13 @@ def policy_target(policy: Any, target: int | None = None) -> int | None:
         if target < 1:
             raise ValueError(f"the target must be >= 1 sequences, got {target}")
         return target
-    capacity = getattr(policy, "capacity", None)
+    capacity = policy.capacity if isinstance(policy, ReportsLoad) else None
     return capacity if isinstance(capacity, int) and capacity > 0 else None
 
 
 def measured_sequences(policy: Any) -> Callable[[], int] | None:
     """A reader of the policy's `sequences_in_flight`, if it counts them."""
-    if not isinstance(getattr(policy, "sequences_in_flight", None), int):
+    if not isinstance(policy, ReportsLoad):
         return None
     return lambda: int(policy.sequences_in_flight)
 
@@ -170,9 +171,8 @@ class LoadSampler:
 
     def sample(self, started: float) -> LoadSample:
         counts = None
-        engine_counts = getattr(self.policy, "engine_counts", None)
-        if callable(engine_counts):
-            counts = engine_counts()
+        if isinstance(self.policy, ReportsEngineStats):
+            counts = self.policy.engine_counts()
         measured = self.admission.measured
         return LoadSample(
             seconds=time.perf_counter() - started,

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from langgraph_ttc.errors import TTCError
 from langgraph_ttc.eval.results import ResultsLog
 from langgraph_ttc.strategies.compute_optimal import STRATEGY, RoutingTable, probe_signal
 from langgraph_ttc.strategies.registry import strategy_info
@@ -27,7 +28,7 @@ from langgraph_ttc.strategies.registry import strategy_info
 PROBE_STRATEGY = "best_of_n"
 
 
-class TuneError(ValueError):
+class TuneError(TTCError, ValueError):
     """The results cannot fit a table (no best-of-N rows to probe with, no rows at all)."""
 
 

@@ -5,11 +5,13 @@
 - `ChatModelPolicy`: any LangChain chat model.
 """
 
+from langgraph_ttc.backends import supports_prefix
 from langgraph_ttc.engine import EngineSettings
-from langgraph_ttc.policies.base import require_prefix_support, supports_prefix
+from langgraph_ttc.errors import PolicyError
+from langgraph_ttc.policies.base import require_prefix_support
 from langgraph_ttc.policies.chat_model import ChatModelPolicy
-from langgraph_ttc.policies.openai import OpenAIPolicy, serve_command
-from langgraph_ttc.policies.vllm import PolicyError, VLLMPolicy, shared_policy
+from langgraph_ttc.policies.openai import OpenAIPolicy
+from langgraph_ttc.policies.vllm import VLLMPolicy, shared_policy
 from langgraph_ttc.types import Policy
 
 __all__ = [
@@ -20,7 +22,6 @@ __all__ = [
     "PolicyError",
     "VLLMPolicy",
     "require_prefix_support",
-    "serve_command",
     "shared_policy",
     "supports_prefix",
 ]

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from langgraph_ttc import progress
+from langgraph_ttc.backends import no_prefix_reason, supports_prefix
 from langgraph_ttc.types import Completion, GenerationRequest
 
 T = TypeVar("T")
@@ -35,12 +36,6 @@ def render_chat(tokenizer: Any, request: GenerationRequest) -> str:
     return str(text) + request.prefix
 
 
-def supports_prefix(policy: Any) -> bool:
-    """Whether `policy` continues `GenerationRequest.prefix` verbatim. Policies declare it with a
-    `supports_prefix` attribute; one without the attribute is assumed to (the protocol asks it)."""
-    return bool(getattr(policy, "supports_prefix", True))
-
-
 def require_prefix_support(policy: Any, strategy_name: str) -> None:
     """Refuse, at build time, a step search over a policy that cannot continue a partial
     solution (each step is sampled as a continuation of the steps kept so far)."""
@@ -55,7 +50,7 @@ def require_prefix_support(policy: Any, strategy_name: str) -> None:
 
 
 def _why_no_prefix(policy: Any) -> str:
-    reason = getattr(policy, "no_prefix_reason", None)
+    reason = no_prefix_reason(policy)
     return f" ({reason})" if reason else ""
 
 

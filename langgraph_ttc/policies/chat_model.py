@@ -22,8 +22,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.outputs import ChatGeneration
 
+from langgraph_ttc.errors import PolicyError
 from langgraph_ttc.policies.base import GenerationMeter, gather_or_cancel, validate_requests
-from langgraph_ttc.policies.vllm import PolicyError
 from langgraph_ttc.types import Completion, GenerationRequest
 
 log = logging.getLogger(__name__)

@@ -25,12 +25,11 @@ from langgraph_ttc.engine import (
     EngineTokens,
     SchedulerCounts,
     StartOnce,
-    build_engine_args,
-    cpu_environment,
     engine_capacity,
     probe_next_token,
     start_engine,
 )
+from langgraph_ttc.errors import PolicyError
 from langgraph_ttc.policies.base import (
     GenerationMeter,
     count_sequences,
@@ -42,23 +41,8 @@ from langgraph_ttc.policies.base import (
 )
 from langgraph_ttc.types import Completion, GenerationRequest
 
-# Re-exported: these lived here before `langgraph_ttc.engine` existed.
-__all__ = [
-    "EngineSettings",
-    "PolicyError",
-    "VLLMPolicy",
-    "build_engine_args",
-    "cpu_environment",
-    "probe_next_token",
-    "shared_policy",
-]
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class PolicyError(RuntimeError):
-    """The policy engine failed (could not start, died, or rejected a request)."""
 
 
 class VLLMPolicy:

@@ -37,12 +37,19 @@ from pydantic import create_model
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events, progress
 from langgraph_ttc.answers import AnswerExtractor, extract_answer
+from langgraph_ttc.errors import (
+    BackendDeadError,
+    BudgetExhaustedError,
+    EmptyProblemError,
+    PolicyContractError,
+    PolicyTimeoutError,
+    SettingsError,
+)
 from langgraph_ttc.policies.base import require_prefix_support
 from langgraph_ttc.selection import select, split_steps
-from langgraph_ttc.strategies.settings import SettingsError, StrategySettings
+from langgraph_ttc.strategies.settings import StrategySettings
 from langgraph_ttc.types import (
     PRM,
-    BackendDeadError,
     Candidate,
     Completion,
     GenerationRequest,
@@ -72,23 +79,6 @@ GRAPH_OPTIONS = (
 _SYSTEM_KEYS = {"thread_id", "run_id", "assistant_id", "graph_id", "user_id", "thread_ts"}
 _SYSTEM_PREFIXES = ("__", "checkpoint_", "langgraph_", "x-", "run_", "cron_")
 _SCORE_TOLERANCE = 1e-6  # verifier scores this far outside [0, 1] are float noise: clipped
-
-
-class EmptyProblemError(ValueError):
-    """Raised at invoke time when the input holds no problem text."""
-
-
-class PolicyTimeoutError(TimeoutError):
-    """The policy did not answer within `policy_timeout` seconds."""
-
-
-class PolicyContractError(ValueError):
-    """The policy broke the `Policy` contract (wrong number or kind of completions)."""
-
-
-class BudgetExhaustedError(RuntimeError):
-    """A policy call was asked for when the token budget cannot pay one token per sample.
-    Strategies check `Run.affords` first; this guards the budget if one does not."""
 
 
 def budget_left(state: State, settings: StrategySettings) -> int | None:
@@ -569,7 +559,7 @@ class Scaffold(Generic[S]):
 
 def check_backends(strategy: str, policy: Policy, prm: PRM | None, needs_prm: bool) -> None:
     """Fail at build time on objects that cannot serve as policy or verifier."""
-    if not callable(getattr(policy, "generate", None)):
+    if not isinstance(policy, Policy):
         raise ValueError(
             f"{strategy}: policy {policy!r} has no generate(requests) method (see Policy)"
         )
@@ -577,7 +567,7 @@ def check_backends(strategy: str, policy: Policy, prm: PRM | None, needs_prm: bo
         if needs_prm:
             raise ValueError(f"{strategy} needs a prm to guide the search")
         return
-    if not callable(getattr(prm, "score", None)):
+    if not isinstance(prm, PRM):
         raise ValueError(
             f"{strategy}: prm {prm!r} has no score(problem, solutions) method (see PRM)"
         )

@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from langgraph_ttc.errors import SettingsError
 from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -29,10 +30,6 @@ MAX_ROUNDS = 100
 Selection = Literal["naive", "weighted", "majority"]
 Aggregation = Literal["last", "min", "prod", "mean"]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-
-
-class SettingsError(ValueError):
-    """Settings a strategy cannot run with; the message names each bad field and value."""
 
 
 class StrategySettings(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from langgraph_ttc.backends import ManagedLifecycle, shutdown_backend
 from langgraph_ttc.engine import EngineSettings
 from langgraph_ttc.training.train import Row, Say, step_targets
 from langgraph_ttc.verifiers.learned import HEAD_FILE, HiddenStateFeatures, ProbeHead
@@ -140,10 +141,9 @@ class ProbeTrainer:
         return out
 
     async def fit(self, rows: Sequence[Row], say: Say) -> dict[str, Any]:
-        start = getattr(self.extractor, "start", None)
-        if start is not None:
+        if isinstance(self.extractor, ManagedLifecycle):
             say(f"starting the pooling engine on {self.model}...")
-            await start()
+            await self.extractor.start()
         say(f"reading hidden states of {len(rows)} candidates...")
         blocks, targets, groups = [], [], []
         for row, feats in zip(rows, await self.row_features(rows), strict=True):
@@ -183,6 +183,5 @@ class ProbeTrainer:
         }
 
     def close(self) -> None:
-        shutdown = getattr(self.extractor, "shutdown", None)
-        if self.owns_extractor and shutdown is not None:
-            shutdown()
+        if self.owns_extractor:
+            shutdown_backend(self.extractor)

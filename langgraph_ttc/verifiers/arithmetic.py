@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from langgraph_ttc.errors import TTCError
+
 MAX_EXPRESSION_CHARS = 200
 MAX_NUMBER_DIGITS = 30
 MAX_EXPONENT = 12
@@ -45,7 +47,7 @@ _EXPR_CHARS = set("0123456789.+-*/^() \t")
 _OPERATORS = set("+-*/^")
 
 
-class ExpressionError(ValueError):
+class ExpressionError(TTCError, ValueError):
     """The text is not an arithmetic expression this parser accepts."""
 
 

@@ -34,18 +34,10 @@ from langgraph_ttc.engine import (
     probe_next_token,
     start_engine,
 )
-from langgraph_ttc.types import BackendDeadError
+from langgraph_ttc.errors import PRMError, VerifierEngineDiedError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class PRMError(RuntimeError):
-    """A verifier could not score (engine failure, bad output, malformed input format)."""
-
-
-class VerifierEngineDiedError(PRMError, BackendDeadError):
-    """The verifier's vLLM engine died: no candidate can be scored any more."""
 
 
 class ContextLengthError(PRMError, ValueError):

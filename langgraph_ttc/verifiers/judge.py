@@ -14,6 +14,12 @@ import math
 import re
 from collections.abc import Sequence
 
+from langgraph_ttc.backends import (
+    ManagedLifecycle,
+    NextTokenLogprobs,
+    shutdown_backend,
+    start_backend,
+)
 from langgraph_ttc.types import GenerationRequest, Policy
 from langgraph_ttc.verifiers.engine import PRMError, check_score
 
@@ -90,7 +96,7 @@ class LLMJudgePRM:
         self.samples, self.temperature, self.seed = samples, temperature, seed
         self.max_batch = max_batch  # questions per policy call: bounds work in flight
         self.owns_policy = owns_policy  # shutdown() stops the policy only if the judge made it
-        self.use_logprobs = use_logprobs and hasattr(policy, "next_token_logprobs")
+        self.use_logprobs = use_logprobs and isinstance(policy, NextTokenLogprobs)
 
     async def score(self, problem: str, solutions: Sequence[Sequence[str]]) -> list[list[float]]:
         if not solutions:
@@ -117,11 +123,9 @@ class LLMJudgePRM:
         return scores
 
     async def _ask(self, messages: Sequence[list[dict[str, str]]]) -> list[float]:
-        if self.use_logprobs:
+        if self.use_logprobs and isinstance(self.policy, NextTokenLogprobs):
             requests = [GenerationRequest(m, max_tokens=1, temperature=0.0) for m in messages]
-            logprobs = await self.policy.next_token_logprobs(  # type: ignore[attr-defined]
-                requests, [*YES_TOKENS, *NO_TOKENS]
-            )
+            logprobs = await self.policy.next_token_logprobs(requests, [*YES_TOKENS, *NO_TOKENS])
             return [yes_probability(lp) for lp in logprobs]
         requests = [
             GenerationRequest(
@@ -136,6 +140,18 @@ class LLMJudgePRM:
         samples = await self.policy.generate(requests)
         return [verdict_fraction([c.text for c in s]) for s in samples]
 
+    @property
+    def startup_seconds(self) -> float | None:
+        """The start-up of a policy this judge made (None for a shared one)."""
+        if self.owns_policy and isinstance(self.policy, ManagedLifecycle):
+            return self.policy.startup_seconds
+        return None
+
+    async def start(self) -> None:
+        """Start a policy this judge made (a shared policy is started by its owner)."""
+        if self.owns_policy:
+            await start_backend(self.policy)
+
     def shutdown(self) -> None:
-        if self.owns_policy and hasattr(self.policy, "shutdown"):
-            self.policy.shutdown()
+        if self.owns_policy:
+            shutdown_backend(self.policy)

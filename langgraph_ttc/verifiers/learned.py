@@ -167,6 +167,10 @@ class HiddenStateFeatures:
         self.max_concurrency = max_concurrency
         self.handle = EngineHandle(model or "embedded", settings=settings, runner="pooling")
 
+    @property
+    def startup_seconds(self) -> float | None:
+        return self.handle.startup_seconds
+
     async def start(self) -> None:
         if self.handle.engine is not None:
             return
@@ -271,8 +275,7 @@ class LearnedVerifier:
 
     @property
     def startup_seconds(self) -> float | None:
-        handle = getattr(self.backend, "handle", None)
-        return getattr(handle, "startup_seconds", None)
+        return self.backend.startup_seconds
 
     async def start(self) -> None:
         await self.backend.start()

@@ -78,6 +78,10 @@ class VLLMPoolingPRM:
         self.handle = EngineHandle(model, settings=settings, runner="pooling")
         self.step_tag_id: int | None = None
 
+    @property
+    def startup_seconds(self) -> float | None:
+        return self.handle.startup_seconds
+
     async def start(self) -> None:
         if self.handle.engine is not None:
             return

@@ -17,9 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph_ttc.backends import shutdown_backend, start_backend
 from langgraph_ttc.engine import EngineSettings
+from langgraph_ttc.policies.vllm import VLLMPolicy
 from langgraph_ttc.types import PRM
 from langgraph_ttc.verifiers.arithmetic import ArithmeticVerifier
+from langgraph_ttc.verifiers.judge import LLMJudgePRM
+from langgraph_ttc.verifiers.learned import LearnedVerifier
+from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
+from langgraph_ttc.verifiers.token_prob import TokenProbPRM
 
 PRM_NAMES = ("none", "arithmetic", "judge", "pooling", "rlhflow", "math-shepherd", "learned")
 
@@ -41,23 +47,13 @@ def build_prm(
             what = "a model" if kind == "pooling" else "a `ttc verifier train` directory"
             raise ValueError(f"--prm {kind} needs {what}: {kind}:PATH")
         if kind == "learned":
-            from langgraph_ttc.verifiers.learned import LearnedVerifier
-
             return LearnedVerifier(path, settings=settings)
-        from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
-
         return VLLMPoolingPRM(path, settings=settings)
     share = _shares_engine(policy, path)
     if kind == "judge":
-        from langgraph_ttc.verifiers.judge import LLMJudgePRM
-
         if share:
             return LLMJudgePRM(policy)
-        from langgraph_ttc.policies.vllm import VLLMPolicy
-
         return LLMJudgePRM(VLLMPolicy(path, settings=settings), owns_policy=True)
-    from langgraph_ttc.verifiers.token_prob import TokenProbPRM
-
     if share:
         return TokenProbPRM(format=kind, engine_from=policy)
     return TokenProbPRM(path, format=kind, settings=settings)
@@ -69,24 +65,15 @@ def _shares_engine(policy: Any, path: str) -> bool:
         if policy is None:
             raise ValueError("this --prm without a model path needs a policy to share")
         return True
-    return policy is not None and getattr(policy, "model_ref", None) == path
+    return isinstance(policy, VLLMPolicy) and policy.model_ref == path
 
 
-async def start_prm(prm: Any) -> float | None:
+async def start_prm(prm: PRM | None) -> float | None:
     """Start the engine a verifier runs on, if it has one, before any timed verifier call (an
     engine start can take longer than `prm_timeout`); its start-up seconds when it says."""
-    start = getattr(prm, "start", None)
-    if not callable(start):
-        return None
-    await start()
-    seconds = getattr(prm, "startup_seconds", None)
-    if seconds is None:
-        seconds = getattr(getattr(prm, "handle", None), "startup_seconds", None)
-    return float(seconds) if isinstance(seconds, int | float) else None
+    return await start_backend(prm)
 
 
-def close_prm(prm: Any) -> None:
+def close_prm(prm: PRM | None) -> None:
     """Stop engines a verifier started itself (a shared policy engine is left running)."""
-    shutdown = getattr(prm, "shutdown", None)
-    if callable(shutdown):
-        shutdown()
+    shutdown_backend(prm)

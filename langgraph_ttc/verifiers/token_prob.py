@@ -166,6 +166,10 @@ class TokenProbPRM:
     def tokenizer(self) -> Any:
         return self.handle.tokenizer
 
+    @property
+    def startup_seconds(self) -> float | None:
+        return self.handle.startup_seconds
+
     async def start(self) -> None:
         await self.handle.start()
 

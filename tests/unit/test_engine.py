@@ -58,16 +58,15 @@ def test_cpu_environment_binds_all_cores(monkeypatch):
     }
 
 
-def test_old_import_paths_still_work():
+def test_public_import_paths_and_the_error_hierarchy():
+    from langgraph_ttc.errors import PolicyError as FromErrors
+    from langgraph_ttc.errors import TTCError
     from langgraph_ttc.policies import EngineSettings as FromPolicies
     from langgraph_ttc.policies import PolicyError, VLLMPolicy, shared_policy  # noqa: F401
-    from langgraph_ttc.policies.vllm import EngineSettings as FromVllm
-    from langgraph_ttc.policies.vllm import build_engine_args as old_build
-    from langgraph_ttc.policies.vllm import cpu_environment as old_env
 
-    assert FromPolicies is FromVllm is EngineSettings
-    assert old_build is build_engine_args and old_env is cpu_environment
+    assert FromPolicies is EngineSettings and PolicyError is FromErrors
     assert issubclass(PolicyError, RuntimeError) and not issubclass(PolicyError, EngineStartError)
+    assert issubclass(PolicyError, TTCError) and issubclass(EngineStartError, TTCError)
 
 
 def test_start_error_names_the_model_and_cause(tmp_path):

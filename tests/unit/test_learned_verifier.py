@@ -289,5 +289,8 @@ async def test_start_prm_starts_engine_verifiers_before_timed_calls():
         async def start(self) -> None:
             self.startup_seconds = 3.0
 
+        def shutdown(self) -> None:  # a managed lifecycle has both ends
+            pass
+
     assert await start_prm(Engined()) == 3.0
     assert await start_prm(ArithmeticVerifier()) is None

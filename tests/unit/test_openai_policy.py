@@ -12,11 +12,11 @@ from langgraph_ttc.policies import (
     OpenAIPolicy,
     PolicyError,
     VLLMPolicy,
-    serve_command,
     supports_prefix,
 )
-from langgraph_ttc.policies.openai import free_port, normalize_base_url
+from langgraph_ttc.policies.openai import normalize_base_url
 from langgraph_ttc.types import GenerationRequest
+from langgraph_ttc.vllm_serve import free_port, serve_command
 from tests.fake_openai_server import FakeOpenAIServer
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -228,7 +228,7 @@ def test_stopping_a_server_kills_its_whole_process_group():
     import os
     import subprocess
 
-    from langgraph_ttc.policies.openai import stop_process_group
+    from langgraph_ttc.vllm_serve import stop_process_group
 
     # a parent that ignores SIGTERM, with a child: both must be gone afterwards
     process = subprocess.Popen(

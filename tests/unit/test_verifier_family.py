@@ -6,6 +6,7 @@ import math
 import pytest
 from langgraph.graph import END, START, StateGraph
 
+from langgraph_ttc.policies import VLLMPolicy
 from langgraph_ttc.selection import aggregate
 from langgraph_ttc.types import PRM
 from langgraph_ttc.verifiers import (
@@ -231,12 +232,8 @@ async def test_prm_graph_and_node_in_a_parent_graph():
 # ---------------------------------------------------------------- registry
 
 
-class FakeVLLMPolicy:
-    model_ref = "/models/policy"
-
-
 def test_build_prm_names_and_paths():
-    policy = FakeVLLMPolicy()
+    policy = VLLMPolicy("/models/policy")  # not started: nothing runs
     assert build_prm("none", policy) is None
     assert isinstance(build_prm("arithmetic", policy), ArithmeticVerifier)
     judge = build_prm("judge", policy)
@@ -263,7 +260,7 @@ def test_build_prm_names_and_paths():
 )
 def test_build_prm_rejects_bad_specs(spec, message):
     with pytest.raises(ValueError, match=message):
-        build_prm(spec, FakeVLLMPolicy())
+        build_prm(spec, VLLMPolicy("/models/policy"))
 
 
 def test_build_prm_sharing_needs_a_policy():
@@ -271,11 +268,11 @@ def test_build_prm_sharing_needs_a_policy():
         build_prm("rlhflow", None)
 
 
-class UnstartablePolicy:
+class UnstartablePolicy(VLLMPolicy):
     """Stands in for VLLMPolicy in `ttc solve`: any engine start is refused and recorded."""
 
     def __init__(self, model=None, *, settings=None):
-        self.model_ref, self.settings = model, settings
+        super().__init__(model, settings=settings)
         self.start_attempts, self.shutdowns = 0, 0
 
     async def start(self):
@@ -406,7 +403,10 @@ def test_cli_rejects_bad_prm_specs_before_any_engine(solve_without_engines, caps
 
 def test_close_prm_stops_only_engines_the_verifier_owns():
     class Stoppable:
-        stopped = 0
+        stopped, startup_seconds = 0, None
+
+        async def start(self):
+            pass
 
         def shutdown(self):
             self.stopped += 1

@@ -5,7 +5,7 @@ import pytest
 
 from langgraph_ttc.models import prepare_embedded_model
 from langgraph_ttc.policies import EngineSettings, OpenAIPolicy
-from langgraph_ttc.policies.openai import local_server
+from langgraph_ttc.vllm_serve import local_server
 
 pytestmark = pytest.mark.integration
 
