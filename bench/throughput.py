@@ -36,7 +36,7 @@ from typing import Any
 
 from langgraph_ttc.eval.datasets import load_problems
 from langgraph_ttc.policies import EngineSettings, VLLMPolicy
-from langgraph_ttc.strategies.scaffold import chat_messages
+from langgraph_ttc.strategies.prompts import chat_messages
 from langgraph_ttc.strategies.settings import StrategySettings
 from langgraph_ttc.types import GenerationRequest
 from langgraph_ttc.worked_examples import select_examples

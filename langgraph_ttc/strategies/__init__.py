@@ -1,8 +1,15 @@
 """Strategies: one module each, every builder returns a compiled LangGraph graph."""
 
+from langgraph_ttc.errors import (
+    EmptyProblemError,
+    PolicyContractError,
+    PolicyTimeoutError,
+    SettingsError,
+)
 from langgraph_ttc.strategies.adaptive_majority import create_adaptive_majority
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
+from langgraph_ttc.strategies.budget import Budget
 from langgraph_ttc.strategies.compute_optimal import RoutingTable, create_compute_optimal
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
@@ -10,22 +17,18 @@ from langgraph_ttc.strategies.particle_filtering import create_particle_filterin
 from langgraph_ttc.strategies.registry import (
     STRATEGIES,
     STRATEGY_NAMES,
+    StrategyInfo,
     create_strategy,
     strategy_info,
-)
-from langgraph_ttc.strategies.scaffold import (
-    EmptyProblemError,
-    PolicyContractError,
-    PolicyTimeoutError,
 )
 from langgraph_ttc.strategies.self_refine import create_self_refine
 from langgraph_ttc.strategies.settings import (
     AdaptiveSettings,
+    BeamSearchSettings,
     ParticleSettings,
     RefineSettings,
     RouterSettings,
     SearchSettings,
-    SettingsError,
     StrategySettings,
 )
 
@@ -33,6 +36,8 @@ __all__ = [
     "STRATEGIES",
     "STRATEGY_NAMES",
     "AdaptiveSettings",
+    "BeamSearchSettings",
+    "Budget",
     "EmptyProblemError",
     "ParticleSettings",
     "PolicyContractError",
@@ -42,6 +47,7 @@ __all__ = [
     "RoutingTable",
     "SearchSettings",
     "SettingsError",
+    "StrategyInfo",
     "StrategySettings",
     "create_adaptive_majority",
     "create_beam_search",

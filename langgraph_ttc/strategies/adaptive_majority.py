@@ -24,16 +24,27 @@ Usage reports the samples drawn ("samples").
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import mpmath
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from langgraph.types import All, Checkpointer
 
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
-from langgraph_ttc.selection import group_by_answer
-from langgraph_ttc.strategies.scaffold import Run, Scaffold, budget_left
-from langgraph_ttc.strategies.settings import AdaptiveSettings
+from langgraph_ttc.answers import AnswerExtractor, extract_answer
+from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER, group_by_answer
+from langgraph_ttc.strategies.options import builder
+from langgraph_ttc.strategies.run import Run
+from langgraph_ttc.strategies.scaffold import Scaffold
+from langgraph_ttc.strategies.settings import (
+    DEFAULT_SYSTEM_PROMPT,
+    AdaptiveSettings,
+    Aggregation,
+    Selection,
+)
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyState, merge_usage
 
 STRATEGY = "adaptive_majority"
@@ -71,7 +82,7 @@ def round_size(state: AdaptiveState, settings: AdaptiveSettings) -> int:
 
 async def sample(state: AdaptiveState, run: Run[AdaptiveSettings]) -> dict[str, Any]:
     settings, drawn = run.settings, len(state["pool"])
-    size = run.samples_within_budget(round_size(state, settings), settings.max_tokens)
+    size = run.budget.samples(round_size(state, settings), settings.max_tokens)
     # sample i of the run gets seed + i, as in one best-of-N request of n samples
     seed = None if settings.seed is None else settings.seed + drawn
     (completions,), usage = await run.generate([run.solution_request(size, seed)], iteration=drawn)
@@ -93,29 +104,53 @@ async def decide(state: AdaptiveState, run: Run[AdaptiveSettings]) -> dict[str, 
     return {"decisive": is_decisive(tally, run.settings.confidence)}
 
 
-def next_node(state: AdaptiveState, settings: AdaptiveSettings) -> str:
-    if state["decisive"] or round_size(state, settings) <= 0:
+def next_node(state: AdaptiveState, run: Run[AdaptiveSettings]) -> str:
+    if state["decisive"] or round_size(state, run.settings) <= 0:
         return "select"
-    left = budget_left(state, settings)
-    if left is not None and left < settings.max_tokens:  # not one whole sample
+    if not run.budget.affords(run.settings.max_tokens):  # not one whole sample
         return "select"
     return "sample"
 
 
+@builder
 def create_adaptive_majority(
-    policy: Policy, prm: PRM | None = None, **options: Any
+    policy: Policy,
+    prm: PRM | None = None,
+    *,
+    n: int = 16,
+    batch_size: int = 4,
+    confidence: float = 0.95,
+    temperature: float = 0.8,
+    top_p: float = 1.0,
+    max_tokens: int = 1024,
+    seed: int | None = None,
+    selection: Selection | None = None,
+    aggregation: Aggregation = "last",
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    examples: Sequence[tuple[str, str]] = (),
+    step_delimiter: str = DEFAULT_STEP_DELIMITER,
+    prm_timeout: float | None = 120.0,
+    policy_timeout: float | None = 600.0,
+    budget_tokens: int | None = None,
+    answer_extractor: AnswerExtractor = extract_answer,
+    checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
+    interrupt_before: All | list[str] | None = None,
+    interrupt_after: All | list[str] | None = None,
+    debug: bool = False,
+    name: str | None = None,
 ) -> CompiledStateGraph:
     """Adaptive majority voting: rounds of `batch_size` samples, up to `n`, until the leading
     answer is decisive at `confidence` (the rule is in this module's docstring). Votes are
-    counts, or with a verifier and `selection="weighted"` score sums. `options`: any
-    `AdaptiveSettings` field and the graph options (see `create_best_of_n`)."""
+    counts, or with a verifier and `selection="weighted"` score sums. Every setting is
+    described in docs/settings.md; the graph options as for `create_best_of_n`."""
     scaffold = Scaffold(
         STRATEGY,
         AdaptiveState,
         AdaptiveSettings,
         policy,
         prm,
-        options,
+        locals(),
         init=lambda settings: {"pool": [], "decisive": False},
         final=lambda state, run: state["pool"],
         supersteps=lambda settings: 2 * -(-settings.n // settings.batch_size) + 10,

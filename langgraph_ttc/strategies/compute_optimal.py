@@ -22,20 +22,32 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from langgraph.types import All, Checkpointer
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
-from langgraph_ttc.selection import group_by_answer
-from langgraph_ttc.strategies.scaffold import Run, Scaffold
-from langgraph_ttc.strategies.settings import RouterSettings, StrategySettings
+from langgraph_ttc.answers import AnswerExtractor, extract_answer
+from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER, group_by_answer
+from langgraph_ttc.strategies.catalog import ROUTABLE, StrategyInfo
+from langgraph_ttc.strategies.options import builder
+from langgraph_ttc.strategies.run import Run
+from langgraph_ttc.strategies.scaffold import Scaffold
+from langgraph_ttc.strategies.settings import (
+    DEFAULT_SYSTEM_PROMPT,
+    Aggregation,
+    RouterSettings,
+    Selection,
+    StrategySettings,
+)
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyState, merge_usage
 
 STRATEGY = "compute_optimal"
@@ -68,8 +80,6 @@ class RoutingTable(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RoutingTable:
-        from langgraph_ttc.strategies.registry import STRATEGIES
-
         if self.bins != sorted(self.bins) or not all(0 <= b <= 1 for b in self.bins):
             raise ValueError(f"bins must be ascending edges in [0, 1], got {self.bins}")
         if not self.routes:
@@ -81,7 +91,7 @@ class RoutingTable(BaseModel):
                     f"got {len(row)}"
                 )
             for route in row:
-                if route.strategy not in STRATEGIES or route.strategy == STRATEGY:
+                if route.strategy not in ROUTABLE:
                     raise ValueError(f"budget {budget}: cannot route to {route.strategy!r}")
         return self
 
@@ -134,23 +144,36 @@ class RouterState(StrategyState, total=False):
 
 
 class Router:
-    """The router's nodes, holding its table and one compiled graph per routed strategy."""
+    """The router's nodes, holding its table and one compiled graph per routed strategy,
+    built from `strategies` (the routable strategies by name)."""
 
-    def __init__(self, policy: Policy, prm: PRM | None, table: RoutingTable, base: dict):
+    def __init__(
+        self,
+        policy: Policy,
+        prm: PRM | None,
+        table: RoutingTable,
+        base: dict,
+        strategies: Mapping[str, StrategyInfo],
+    ):
         self.table, self.policy, self.prm, self.base = table, policy, prm, base
+        self.strategies = strategies
         self.graphs: dict[str, CompiledStateGraph] = {}
         for row in table.routes.values():  # built now, so bad settings fail at build time
             for route in row:
                 self.graph(route.strategy)
 
+    def info(self, name: str) -> StrategyInfo:
+        if name not in self.strategies:
+            raise ValueError(f"the router cannot route to {name!r}: not one of its strategies")
+        return self.strategies[name]
+
     def graph(self, name: str) -> CompiledStateGraph | None:
         """The routed strategy's graph (None if it needs a verifier and there is none)."""
-        from langgraph_ttc.strategies.registry import create_strategy, strategy_info
-
         if name not in self.graphs:
-            if strategy_info(name).needs_prm and self.prm is None:
+            info = self.info(name)
+            if info.needs_prm and self.prm is None:
                 return None
-            self.graphs[name] = create_strategy(name, self.policy, self.prm, self.base)
+            self.graphs[name] = info.create(self.policy, self.prm, self.base)
         return self.graphs[name]
 
     def table_for(self, settings: RouterSettings) -> RoutingTable:
@@ -158,7 +181,7 @@ class Router:
 
     async def probe(self, state: RouterState, run: Run[RouterSettings]) -> dict[str, Any]:
         settings = run.settings
-        size = run.samples_within_budget(settings.probe_n, settings.max_tokens)
+        size = run.budget.samples(settings.probe_n, settings.max_tokens)
         (completions,), usage = await run.generate([run.solution_request(size, settings.seed)])
         probe = [cands.from_completion(i, c, run.extractor) for i, c in enumerate(completions)]
         for candidate in probe:
@@ -176,13 +199,11 @@ class Router:
         return {"signal": signal, "route": route.model_dump()}
 
     async def solve(self, state: RouterState, run: Run[RouterSettings]) -> dict[str, Any]:
-        from langgraph_ttc.strategies.registry import strategy_info
-
         name = state["route"]["strategy"]
-        graph, left = self.graph(name), run.budget_left() or 0
+        graph, left = self.graph(name), run.budget.left or 0
         if graph is None or left < 1:  # no verifier for it, or no budget left
             return {"routed": []}
-        info = strategy_info(name)
+        info = self.info(name)
         allowed = set(info.settings.model_fields) - set(info.fixed)
         shared = run.settings.model_dump(include=set(StrategySettings.model_fields))
         context = {
@@ -202,27 +223,49 @@ class Router:
         return {"routed": routed, "usage": usage}
 
 
+@builder
 def create_compute_optimal(
     policy: Policy,
     prm: PRM | None = None,
     *,
     budget_tokens: int | None = None,
     table: RoutingTable | Mapping[str, Any] | str | Path | None = None,
-    **options: Any,
+    probe_n: int = 4,
+    n: int = 8,
+    temperature: float = 0.8,
+    top_p: float = 1.0,
+    max_tokens: int = 1024,
+    seed: int | None = None,
+    selection: Selection | None = None,
+    aggregation: Aggregation = "last",
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    examples: Sequence[tuple[str, str]] = (),
+    step_delimiter: str = DEFAULT_STEP_DELIMITER,
+    prm_timeout: float | None = 120.0,
+    policy_timeout: float | None = 600.0,
+    strategies: Mapping[str, StrategyInfo] = ROUTABLE,
+    answer_extractor: AnswerExtractor = extract_answer,
+    checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
+    interrupt_before: All | list[str] | None = None,
+    interrupt_after: All | list[str] | None = None,
+    debug: bool = False,
+    name: str | None = None,
 ) -> CompiledStateGraph:
-    """The compute-optimal router (module docstring): a probe, a difficulty bin, and the
-    strategy `table` names for it (a table, its JSON file, or None for the default), within
-    `budget_tokens` generated tokens (None: n x max_tokens). `options`: any `RouterSettings`
-    field and the graph options (see `create_best_of_n`)."""
-    if isinstance(table, (str, Path)):
-        options["table"] = str(table)
-    routing = load_table(table if table is not None else options.get("table"))
-    if budget_tokens is not None:
-        options["budget_tokens"] = budget_tokens
+    """The compute-optimal router (module docstring): a probe of `probe_n` samples, a
+    difficulty bin, and the strategy `table` names for it (a table, its JSON file, or None for
+    the default), within `budget_tokens` generated tokens (None: n x max_tokens). The routed
+    strategies are built from `strategies` (default: every strategy but the router). Every
+    setting is described in docs/settings.md; the graph options as for `create_best_of_n`."""
+    options = dict(locals())
+    options.pop("strategies")
+    routing = load_table(table)
+    options["table"] = str(table) if isinstance(table, str | Path) else None
+    # the routed strategies share the router's settings; each gets its size and budget per run
     base = {k: v for k, v in options.items() if k in StrategySettings.model_fields}
     base.pop("budget_tokens", None)
     base.pop("n", None)
-    router = Router(policy, prm, routing, base)
+    router = Router(policy, prm, routing, base, strategies)
     scaffold = Scaffold(
         STRATEGY,
         RouterState,

@@ -13,21 +13,32 @@ step, or a step that writes a boxed answer); its candidates are that child and i
 Unfinished siblings are run to the end (one batched call) before selection, so every candidate
 has an answer to grade. With `budget_tokens`, every step gets an equal share of what is left
 and the search stops when that share is below a useful step
-(`step_search.affords_expansion`); the siblings are then finished within what remains (their
+(`Budget.affords_steps`); the siblings are then finished within what remains (their
 length capped to an equal share).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from langgraph.types import All, Checkpointer
 
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
+from langgraph_ttc.answers import AnswerExtractor, extract_answer
+from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER
 from langgraph_ttc.strategies import step_search as search
-from langgraph_ttc.strategies.scaffold import Run, budget_left
-from langgraph_ttc.strategies.settings import SearchSettings
+from langgraph_ttc.strategies.options import builder
+from langgraph_ttc.strategies.run import Run
+from langgraph_ttc.strategies.settings import (
+    DEFAULT_SYSTEM_PROMPT,
+    Aggregation,
+    SearchSettings,
+    Selection,
+)
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyState, merge_usage
 
 STRATEGY = "dvts"
@@ -89,13 +100,12 @@ async def choose(state: DVTSState, run: Run[SearchSettings]) -> dict[str, Any]:
     }
 
 
-def next_node(state: DVTSState, settings: SearchSettings) -> str:
-    if not state["current"] or state["iteration"] >= settings.max_iterations:
+def next_node(state: DVTSState, run: Run[SearchSettings]) -> str:
+    nodes = state["current"]
+    if not nodes or state["iteration"] >= run.settings.max_iterations:
         return "finish_siblings"
-    nodes, final = state["current"], search.is_final(settings, state["iteration"])
-    copies = [settings.beam_width] * len(nodes)
-    left = budget_left(state, settings)
-    if not search.affords_expansion(settings, left, nodes, copies, final=final):
+    copies = [run.settings.beam_width] * len(nodes)
+    if not search.affords_expansion(run, nodes, copies, state["iteration"]):
         return "finish_siblings"
     return "expand"
 
@@ -107,8 +117,7 @@ async def finish_siblings(state: DVTSState, run: Run[SearchSettings]) -> dict[st
     open_beams += state["current"]
     if not open_beams:
         return {"leaves": done}
-    left = run.budget_left()
-    if left is not None and left < len(open_beams):  # not one token each: keep them as cut
+    if not run.budget.affords(len(open_beams)):  # not one token each: keep them as cut
         return {
             "leaves": done + [run.finished({**b, "finish_reason": "length"}) for b in open_beams]
         }
@@ -134,18 +143,46 @@ def leaves_by_subtree(state: DVTSState, run: Run[SearchSettings]) -> list[Candid
     return sorted(state["leaves"], key=lambda b: (b["group"], -b["score"]))
 
 
-def create_dvts(policy: Policy, prm: PRM, **options: Any) -> CompiledStateGraph:
-    """A DVTS graph: n / beam_width greedy subtrees, beam_width candidates each.
-
-    `options`: any `SearchSettings` field (`filter_duplicates` does not apply) and the graph
-    options (see `create_best_of_n`).
-    """
+@builder
+def create_dvts(
+    policy: Policy,
+    prm: PRM,
+    *,
+    n: int = 8,
+    beam_width: int = 2,
+    max_iterations: int = 40,
+    lookahead: int = 0,
+    max_step_tokens: int = 256,
+    temperature: float = 0.8,
+    top_p: float = 1.0,
+    max_tokens: int = 1024,
+    seed: int | None = None,
+    selection: Selection | None = None,
+    aggregation: Aggregation = "last",
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    examples: Sequence[tuple[str, str]] = (),
+    step_delimiter: str = DEFAULT_STEP_DELIMITER,
+    prm_timeout: float | None = 120.0,
+    policy_timeout: float | None = 600.0,
+    budget_tokens: int | None = None,
+    answer_extractor: AnswerExtractor = extract_answer,
+    checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
+    interrupt_before: All | list[str] | None = None,
+    interrupt_after: All | list[str] | None = None,
+    debug: bool = False,
+    name: str | None = None,
+) -> CompiledStateGraph:
+    """A DVTS graph: n / beam_width greedy subtrees, beam_width candidates each
+    (docs/algorithms.md). Every setting is described in docs/settings.md; the graph options as
+    for `create_best_of_n`."""
     scaffold = search.search_scaffold(
         STRATEGY,
         DVTSState,
+        SearchSettings,
         policy,
         prm,
-        options,
+        locals(),
         init=roots,
         final=leaves_by_subtree,
     )

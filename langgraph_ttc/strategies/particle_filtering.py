@@ -22,15 +22,26 @@ import math
 import random
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from langgraph.types import All, Checkpointer
 
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
+from langgraph_ttc.answers import AnswerExtractor, extract_answer
+from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER
 from langgraph_ttc.strategies import step_search as search
-from langgraph_ttc.strategies.scaffold import Run, Scaffold, budget_left
-from langgraph_ttc.strategies.settings import ParticleSettings
+from langgraph_ttc.strategies.options import builder
+from langgraph_ttc.strategies.run import Run
+from langgraph_ttc.strategies.scaffold import Scaffold
+from langgraph_ttc.strategies.settings import (
+    DEFAULT_SYSTEM_PROMPT,
+    Aggregation,
+    ParticleSettings,
+    Selection,
+)
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyState
 
 STRATEGY = "particle_filtering"
@@ -143,13 +154,11 @@ async def resample(state: ParticleState, run: Run[ParticleSettings]) -> dict[str
     return {"population": chosen, "iteration": state["iteration"] + 1}
 
 
-def next_node(state: ParticleState, settings: ParticleSettings) -> str:
+def next_node(state: ParticleState, run: Run[ParticleSettings]) -> str:
     parents, copies = growing(state["population"])
-    if not parents or state["iteration"] >= settings.max_iterations:
+    if not parents or state["iteration"] >= run.settings.max_iterations:
         return "select"
-    left = budget_left(state, settings)
-    final = search.is_final(settings, state["iteration"])
-    if not search.affords_expansion(settings, left, parents, copies, final=final):
+    if not search.affords_expansion(run, parents, copies, state["iteration"]):
         return "select"
     return "expand"
 
@@ -163,17 +172,46 @@ def final_particles(state: ParticleState, run: Run[ParticleSettings]) -> list[Ca
     return [run.finished({**p, "finish_reason": "length"}) for p in parents]
 
 
-def create_particle_filtering(policy: Policy, prm: PRM, **options: Any) -> CompiledStateGraph:
+@builder
+def create_particle_filtering(
+    policy: Policy,
+    prm: PRM,
+    *,
+    n: int = 8,
+    max_iterations: int = 40,
+    max_step_tokens: int = 256,
+    weight_temperature: float = 1.0,
+    resampling: Literal["systematic", "multinomial"] = "systematic",
+    temperature: float = 0.8,
+    top_p: float = 1.0,
+    max_tokens: int = 1024,
+    seed: int | None = None,
+    selection: Selection | None = None,
+    aggregation: Aggregation = "last",
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    examples: Sequence[tuple[str, str]] = (),
+    step_delimiter: str = DEFAULT_STEP_DELIMITER,
+    prm_timeout: float | None = 120.0,
+    policy_timeout: float | None = 600.0,
+    budget_tokens: int | None = None,
+    answer_extractor: AnswerExtractor = extract_answer,
+    checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
+    interrupt_before: All | list[str] | None = None,
+    interrupt_after: All | list[str] | None = None,
+    debug: bool = False,
+    name: str | None = None,
+) -> CompiledStateGraph:
     """A particle filtering graph: `n` particles, grown a step at a time and resampled by the
-    softmax of the PRM's latest step score (temperature `weight_temperature`). `options`: any
-    `ParticleSettings` field and the graph options (see `create_best_of_n`)."""
+    softmax of the PRM's latest step score (temperature `weight_temperature`). Every setting is
+    described in docs/settings.md; the graph options as for `create_best_of_n`."""
     scaffold = Scaffold(
         STRATEGY,
         ParticleState,
         ParticleSettings,
         policy,
         prm,
-        options,
+        locals(),
         init=lambda settings: {
             "population": [cands.new_candidate(0, parent=None)] * settings.n,
             "completed": [],

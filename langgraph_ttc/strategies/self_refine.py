@@ -15,14 +15,27 @@ budget pays for every chain's critique and revision at their token caps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from langgraph.types import All, Checkpointer
 
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
-from langgraph_ttc.strategies.scaffold import Run, Scaffold, budget_left
-from langgraph_ttc.strategies.settings import RefineSettings
+from langgraph_ttc.answers import AnswerExtractor, extract_answer
+from langgraph_ttc.errors import SettingsError
+from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER
+from langgraph_ttc.strategies.options import builder
+from langgraph_ttc.strategies.run import Run
+from langgraph_ttc.strategies.scaffold import Scaffold
+from langgraph_ttc.strategies.settings import (
+    DEFAULT_SYSTEM_PROMPT,
+    Aggregation,
+    RefineSettings,
+    Selection,
+)
 from langgraph_ttc.types import PRM, Candidate, GenerationRequest, Policy, StrategyState
 
 STRATEGY = "self_refine"
@@ -81,7 +94,7 @@ def latest(state: SelfRefineState) -> list[Candidate]:
 
 
 async def draft(state: SelfRefineState, run: Run[RefineSettings]) -> dict[str, Any]:
-    chains = run.samples_within_budget(run.settings.n, run.settings.max_tokens)
+    chains = run.budget.samples(run.settings.n, run.settings.max_tokens)
     request = run.solution_request(chains, seed_for(run.settings, 0, 0))
     (drafts,), usage = await run.generate([request], iteration=0)
     versions = [
@@ -141,24 +154,55 @@ async def revise(state: SelfRefineState, run: Run[RefineSettings]) -> dict[str, 
     return {"versions": state["versions"] + revised, "round": next_round, "usage": usage}
 
 
-def next_node(state: SelfRefineState, settings: RefineSettings) -> str:
+def next_node(state: SelfRefineState, run: Run[RefineSettings]) -> str:
+    settings = run.settings
     if state["round"] >= settings.rounds:
         return "select"
-    left = budget_left(state, settings)
-    chains = len(latest(state))
     # a round is a critique and a revision of every chain, each at its token cap
-    if left is not None and chains * (settings.critique_tokens + settings.max_tokens) > left:
+    round_cost = len(latest(state)) * (settings.critique_tokens + settings.max_tokens)
+    if not run.budget.affords(round_cost):
         return "select"
     return "critique"
 
 
+@builder
 def create_self_refine(
-    policy: Policy, prm: PRM | None = None, **options: Any
+    policy: Policy,
+    prm: PRM | None = None,
+    *,
+    n: int = 1,
+    chains: int | None = None,
+    rounds: int = 2,
+    critique_tokens: int = 256,
+    temperature: float = 0.8,
+    top_p: float = 1.0,
+    max_tokens: int = 1024,
+    seed: int | None = None,
+    selection: Selection | None = None,
+    aggregation: Aggregation = "last",
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    examples: Sequence[tuple[str, str]] = (),
+    step_delimiter: str = DEFAULT_STEP_DELIMITER,
+    prm_timeout: float | None = 120.0,
+    policy_timeout: float | None = 600.0,
+    budget_tokens: int | None = None,
+    answer_extractor: AnswerExtractor = extract_answer,
+    checkpointer: Checkpointer = None,
+    store: BaseStore | None = None,
+    interrupt_before: All | list[str] | None = None,
+    interrupt_after: All | list[str] | None = None,
+    debug: bool = False,
+    name: str | None = None,
 ) -> CompiledStateGraph:
-    """Self-refinement: `chains` drafts (the setting `n`; `chains=` is accepted too), each
-    critiqued and revised `rounds` times. Selection defaults to "weighted" with a verifier and
-    "majority" without one. `options`: any `RefineSettings` field and the graph options (see
-    `create_best_of_n`)."""
+    """Self-refinement: `n` drafts (the chains; `chains` is another name), each critiqued and
+    revised `rounds` times. Selection defaults to "weighted" with a verifier and "majority"
+    without one. Every setting is described in docs/settings.md; the graph options as for
+    `create_best_of_n`."""
+    options = dict(locals())
+    if options.pop("chains") is not None:  # another name for n
+        if n != 1 and n != chains:
+            raise SettingsError(f"chains={chains} and n={n} name the same setting: give one")
+        options["n"] = chains
     scaffold = Scaffold(
         STRATEGY,
         SelfRefineState,

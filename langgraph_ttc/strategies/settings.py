@@ -2,16 +2,27 @@
 
 A strategy is built with values for these fields (`create_beam_search(policy, prm, n=16)`);
 each run may override them through LangGraph's context (`ainvoke(inp, context={"n": 4})`) or
-`config={"configurable": {...}}`. Both paths validate the same way, before any generation.
-The builders, the CLI, the evaluation harness and the LangGraph server's schema all read these
-classes; docs/settings.md is generated from them.
+`config={"configurable": {...}}`. Both paths validate the same way, before any generation,
+and strictly: a number must be a number ("4", True and 4.5 are not an `n`), as JSON decodes
+it; only the worked examples accept lists for pairs (JSON has no tuples). The builders'
+signatures, the CLI's flags, the evaluation harness and the LangGraph server's schema all
+read these classes; docs/settings.md is generated from them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from langgraph_ttc.errors import SettingsError
 from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER
@@ -32,10 +43,23 @@ Aggregation = Literal["last", "min", "prod", "mean"]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
+def _as_pairs(value: Any) -> Any:
+    """Worked examples as tuples: lists of two strings (JSON, the CLI) are accepted too."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return tuple(
+            tuple(pair) if isinstance(pair, Sequence) and not isinstance(pair, str) else pair
+            for pair in value
+        )
+    return value
+
+
+Examples = Annotated[tuple[tuple[str, str], ...], BeforeValidator(_as_pairs)]
+
+
 class StrategySettings(BaseModel):
     """Settings every strategy shares."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, strict=True)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -55,7 +79,7 @@ class StrategySettings(BaseModel):
     system_prompt: str = Field(
         DEFAULT_SYSTEM_PROMPT, description="system message of every solution"
     )
-    examples: tuple[tuple[str, str], ...] = Field(
+    examples: Examples = Field(
         (), max_length=64, description="worked (problem, solution) pairs shown before the problem"
     )
     step_delimiter: str = Field(
@@ -121,7 +145,6 @@ class SearchSettings(StrategySettings):
     max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
     lookahead: int = Field(0, ge=0, le=16, description="greedy steps rolled out before scoring")
     max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
-    filter_duplicates: bool = Field(True, description="beam search: drop beams whose text repeats")
 
     @model_validator(mode="after")
     def _whole_subtrees(self) -> SearchSettings:
@@ -132,6 +155,12 @@ class SearchSettings(StrategySettings):
 
     def needs_prm(self) -> bool:
         return True
+
+
+class BeamSearchSettings(SearchSettings):
+    """Beam search: the step-search settings, and whether repeated beams are dropped."""
+
+    filter_duplicates: bool = Field(True, description="drop beams whose text repeats")
 
 
 class AdaptiveSettings(StrategySettings):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
 from langgraph_ttc.answers import extract_boxed
-from langgraph_ttc.strategies.scaffold import Run, Scaffold
+from langgraph_ttc.strategies.run import Run
+from langgraph_ttc.strategies.scaffold import Scaffold
 from langgraph_ttc.strategies.settings import SearchSettings
 from langgraph_ttc.types import (
     PRM,
@@ -25,6 +26,8 @@ from langgraph_ttc.types import (
     Usage,
     merge_usage,
 )
+
+Search = TypeVar("Search", bound=SearchSettings)
 
 # Per-request seeds are derived so that every (run seed, iteration, slot) samples differently
 # and reproducibly; vLLM gives the i-th sample of a request seed + i.
@@ -39,18 +42,19 @@ def supersteps(settings: SearchSettings) -> int:
 def search_scaffold(
     strategy: str,
     state_schema: type,
+    settings_model: type[Search],
     policy: Policy,
     prm: PRM,
     options: Mapping[str, Any],
     *,
-    init: Callable[[SearchSettings], dict[str, Any]],
-    final: Callable[[Any, Run[SearchSettings]], list[Candidate]],
-) -> Scaffold[SearchSettings]:
+    init: Callable[[Search], dict[str, Any]],
+    final: Callable[[Any, Run[Search]], list[Candidate]],
+) -> Scaffold[Search]:
     """The scaffold of a step search: search settings, a verifier, a loop of iterations."""
     return Scaffold(
         strategy,
         state_schema,
-        SearchSettings,
+        settings_model,
         policy,
         prm,
         options,
@@ -126,35 +130,20 @@ def is_final(settings: SearchSettings, iteration: int) -> bool:
     return iteration >= settings.max_iterations - 1
 
 
-MIN_STEP_SHARE = 32  # tokens: under a budget, a step gets at least this (or its own cap)
-
-
-def step_share(settings: SearchSettings, left: int | None, children: int) -> int | None:
-    """Under a token budget (`left` tokens left), each sampled step's token cap for an
-    expansion of `children` steps: an equal share of what is left, reserving as much for each
-    child's lookahead rollout steps. None: no budget."""
-    if left is None:
-        return None
-    return left // max(1, children * (1 + settings.lookahead))
+def sampled_steps(settings: SearchSettings, children: int) -> int:
+    """The steps an expansion of `children` samples: each child's, and as many again for each
+    of its lookahead rollout steps (under a budget, each gets an equal share)."""
+    return children * (1 + settings.lookahead)
 
 
 def affords_expansion(
-    settings: SearchSettings,
-    left: int | None,
-    parents: Sequence[Candidate],
-    copies: Sequence[int],
-    *,
-    final: bool,
+    run: Run[Any], parents: Sequence[Candidate], copies: Sequence[int], iteration: int
 ) -> bool:
-    """Whether the budget left pays for the next expansion: every step's share of it
-    (`step_share`) reaches a useful step, MIN_STEP_SHARE tokens or the steps' own cap if
-    smaller. (Counting every step at its cap instead, 256 tokens by default where most steps
-    use ~20, starved a budgeted search after its first expansion.)"""
-    share = step_share(settings, left, sum(copies))
-    if share is None:
-        return True
-    caps = [step_cap(settings, p, final=final) for p in parents]
-    return share >= min(MIN_STEP_SHARE, *caps)
+    """Whether the budget left pays for expanding `parents` into `copies` children each
+    (`Budget.affords_steps`: each step's share reaches a useful step)."""
+    final = is_final(run.settings, iteration)
+    caps = [step_cap(run.settings, p, final=final) for p in parents]
+    return run.budget.affords_steps(sampled_steps(run.settings, sum(copies)), caps)
 
 
 async def expand(
@@ -174,7 +163,7 @@ async def expand(
     if final is None:
         final = is_final(settings, iteration)
     requests, slot = [], 0
-    share = step_share(settings, run.budget_left(), sum(copies))
+    share = run.budget.step_share(sampled_steps(settings, sum(copies)))
     for parent, count in zip(parents, copies, strict=True):
         request = step_request(
             run,
@@ -215,8 +204,8 @@ async def rollouts(
     for step in range(run.settings.lookahead):
         if not rolling:
             break
-        left = run.budget_left()  # under a budget, the rolled steps still to come share it
-        cap = None if left is None else left // (len(rolling) * (run.settings.lookahead - step))
+        # under a budget, the rolled steps still to come share what is left
+        cap = run.budget.step_share(len(rolling) * (run.settings.lookahead - step))
         if cap == 0:
             break
         requests = [

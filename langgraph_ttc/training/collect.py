@@ -33,7 +33,8 @@ from langgraph_ttc.eval.scheduler import (
     run_admitted,
 )
 from langgraph_ttc.selection import split_steps
-from langgraph_ttc.strategies.scaffold import chat_messages, check_completions
+from langgraph_ttc.strategies.calls import check_completions
+from langgraph_ttc.strategies.prompts import chat_messages
 from langgraph_ttc.strategies.settings import StrategySettings
 from langgraph_ttc.types import Completion, GenerationRequest, Policy
 

@@ -55,7 +55,7 @@ def step():
     """`step(prefix, ids=None)`: the greedy request for the step after `prefix` of a problem the
     embedded model answers in several "\\n\\n"-separated steps (system prompt, 4 worked
     examples)."""
-    from langgraph_ttc.strategies.scaffold import chat_messages
+    from langgraph_ttc.strategies.prompts import chat_messages
     from langgraph_ttc.strategies.settings import StrategySettings
     from langgraph_ttc.types import GenerationRequest
     from langgraph_ttc.worked_examples import select_examples

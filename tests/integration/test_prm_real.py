@@ -151,7 +151,7 @@ async def test_a_dead_verifier_engine_stops_scoring_with_a_clear_error(tiny_prm_
     import psutil
 
     from langgraph_ttc.engine import EngineSettings
-    from langgraph_ttc.strategies.scaffold import score_steps
+    from langgraph_ttc.strategies.calls import score_steps
     from langgraph_ttc.verifiers import VerifierEngineDiedError, VLLMPoolingPRM
 
     def engine_processes() -> set[int]:

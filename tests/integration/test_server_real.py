@@ -20,7 +20,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from langgraph_ttc.strategies.scaffold import _system_key
+from langgraph_ttc.strategies.run_settings import is_system_key
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,4 +130,4 @@ async def test_beam_search_on_langgraph_dev(server_url):
     for run in await client.runs.list(thread["thread_id"]):
         injected = set(run["kwargs"]["config"]["configurable"]) - set(SETTINGS)
         print("server-injected configurable keys:", sorted(injected))
-        assert all(_system_key(key) for key in injected), sorted(injected)
+        assert all(is_system_key(key) for key in injected), sorted(injected)

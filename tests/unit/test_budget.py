@@ -10,8 +10,10 @@ from langgraph_ttc import (
     create_particle_filtering,
     create_self_refine,
 )
+from langgraph_ttc.errors import BudgetExhaustedError
 from langgraph_ttc.strategies import SettingsError
-from langgraph_ttc.strategies.scaffold import BudgetExhaustedError, Run, request_cost
+from langgraph_ttc.strategies.budget import Budget, request_cost
+from langgraph_ttc.strategies.run import Run
 from langgraph_ttc.strategies.settings import StrategySettings
 from langgraph_ttc.types import GenerationRequest
 from tests.fakes import KeywordPRM, ScriptedPolicy, alternating, cycling, tree_policy
@@ -34,18 +36,18 @@ def test_budget_setting_is_validated():
 
 
 def test_capped_requests_share_what_is_left():
-    run = Run("t", StrategySettings(budget_tokens=100), "p", cycling(["x"]), None, str, 70)
+    budget = Budget(total=100, spent=70)
     requests = [GenerationRequest([], n=2, max_tokens=50), GenerationRequest([], n=1)]
     assert request_cost(requests) == 2 * 50 + 1024
-    capped = run.capped(requests)
+    capped = budget.capped(requests)
     assert [r.max_tokens for r in capped] == [10, 10]  # 30 left over 3 samples
-    assert run.affords(30) and not run.affords(31)
-    assert run.samples_within_budget(8, 10) == 3
-    assert run.samples_within_budget(8, 50) == 1  # one sample, its length capped
-    run.spent = 100
-    assert run.samples_within_budget(8, 10) == 0
+    assert budget.affords(30) and not budget.affords(31)
+    assert budget.samples(8, 10) == 3
+    assert budget.samples(8, 50) == 1  # one sample, its length capped
+    budget.charge(30)
+    assert budget.samples(8, 10) == 0 and budget.left == 0
     with pytest.raises(BudgetExhaustedError):
-        run.capped(requests)
+        budget.capped(requests)
 
 
 async def test_no_budget_reports_none_and_spends_freely():
@@ -130,10 +132,10 @@ async def test_self_refine_skips_a_round_it_cannot_pay_for():
 
 async def test_budget_exhausted_mid_run_raises_only_if_a_strategy_ignores_it():
     policy = ScriptedPolicy(lambda request, i: SOLUTION)
-    run = Run("t", StrategySettings(budget_tokens=10), "p", policy, None, str)
+    run = Run("t", StrategySettings(budget_tokens=10), "p", policy, None, str, Budget(10))
     ((completion,),), usage = await run.generate([GenerationRequest([], n=1, max_tokens=50)])
     assert policy.calls[0][0].max_tokens == 10 == completion.num_tokens  # capped from 50
-    assert usage["budget_spent"] == run.spent == 10
+    assert usage["budget_spent"] == run.budget.spent == 10
     with pytest.raises(BudgetExhaustedError):
         await run.generate([GenerationRequest([], n=1)])
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from langgraph_ttc.errors import EmptyProblemError
 from langgraph_ttc.strategies import STRATEGIES, create_strategy
-from langgraph_ttc.strategies.scaffold import EmptyProblemError
 from tests.fakes import KeywordPRM, ScriptedPolicy, alternating, seeded_arithmetic, tree_policy
 
 FUZZ = settings(
