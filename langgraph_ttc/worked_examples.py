@@ -8,7 +8,6 @@ blank line, the final answer in `\\boxed{}`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Mapping
@@ -98,19 +97,3 @@ def examples_for_run(
         settings = earlier_config.get("settings") or {}
         return [(str(p), str(s)) for p, s in settings.get("examples", [])]
     return select_examples(few_shot, path)
-
-
-def add_few_shot_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--few-shot K` and `--examples FILE` (for `ttc solve` and `ttc eval`)."""
-    parser.add_argument(
-        "--few-shot",
-        type=int,
-        metavar="K",
-        help="show the first K worked examples before the problem (default: "
-        f"{DEFAULT_FEW_SHOT}, or every example of --examples; --resume: the earlier run's)",
-    )
-    parser.add_argument(
-        "--examples",
-        metavar="FILE",
-        help="JSON Lines with 'problem' and 'solution' (default: the packaged examples)",
-    )

@@ -31,15 +31,6 @@ class Fields:
     id: str = "id"  # rows without it are numbered by position
 
 
-def add_dataset_arguments(parser: Any, *, split: str = "test") -> None:
-    """The options that name a dataset and its fields (ttc eval, ttc verifier collect)."""
-    parser.add_argument("--dataset", required=True, help="JSON Lines file, or hf:NAME[:CONFIG]")
-    parser.add_argument("--split", default=split, help="hf: datasets only")
-    parser.add_argument("--problem-field", default="problem")
-    parser.add_argument("--answer-field", default="answer")
-    parser.add_argument("--id-field", default="id", help="rows without it are numbered")
-
-
 def load_problems(
     spec: str,
     *,

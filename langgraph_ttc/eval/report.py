@@ -72,3 +72,83 @@ def _write_atomic(path: Path, text: str) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(tmp, path)
+
+
+def describe_throughput(throughput: dict[str, Any]) -> str:
+    """The run phase's tok/s (engine start excluded), utilisation and engine load, in words."""
+    lines = [
+        f"throughput: {throughput['policy_tokens']} policy tokens in {throughput['run_s']:.1f} s "
+        f"= {throughput['tok_s']:.1f} tok/s"
+        + (
+            f", {throughput['utilisation']:.0%} of the engine's peak {throughput['peak_tok_s']:g}"
+            " tok/s"
+            if throughput.get("utilisation") is not None
+            else " (engine utilisation: pass --peak-tok-s)"
+        )
+    ]
+    per = throughput.get("per_strategy") or {}
+    if len(per) > 1:
+        lines.append(
+            "  per strategy (its tokens / the time its problems ran, beside the others): "
+            + "; ".join(
+                f"{name} {g['tok_s'] or 0:.1f} tok/s over {g['active_s']:.1f} s"
+                for name, g in per.items()
+            )
+        )
+    load = throughput.get("load") or {}
+    line = _describe_load(load)
+    if line:
+        lines.append(line)
+    engine = throughput.get("engine") or {}
+    if engine.get("prefill_share") is not None:
+        lines.append(
+            f"  engine work: {engine['generated']} tokens generated, {engine['prompt_computed']}"
+            f" prompt tokens prefilled ({engine['prefill_share']:.0%} of its tokens), "
+            f"{engine['prompt_cached']} read from the prefix cache"
+            + (
+                f"; {engine['tokens_per_step']} tokens generated per engine step"
+                if engine.get("tokens_per_step")
+                else ""
+            )
+        )
+    return "\n".join(lines)
+
+
+def _describe_load(load: dict[str, Any]) -> str | None:
+    """The engine's running sequences while problems waited for admission (steady state)."""
+    target = load.get("target_sequences")
+    of_target = f" (target {target})" if target else ""
+    if not load.get("steady_samples"):
+        whole = _first_known(
+            load, "mean_engine_running_whole_run", "mean_sequences_in_flight_whole_run"
+        )
+        if whole is None:
+            return None
+        return (
+            f"  engine load: every problem was admitted at once (no steady state); "
+            f"{whole:.1f} sequences running on average{of_target}"
+        )
+    running = _first_known(load, "mean_engine_running", "mean_sequences_in_flight")
+    if running is None:
+        return None
+    below = load.get("share_below_half_target")
+    return (
+        f"  engine load while problems waited: {running:.1f} sequences running on average"
+        + of_target
+        + (f", below half the target in {below:.0%} of samples" if below is not None else "")
+        + f"; {load['mean_items']:.1f} problems in flight"
+    )
+
+
+def _first_known(values: dict[str, Any], *keys: str) -> Any:
+    return next((values[k] for k in keys if values.get(k) is not None), None)
+
+
+def title(config: dict[str, Any], problems: int) -> str:
+    name = (
+        Path(config["dataset"]).stem
+        if not config["dataset"].startswith("hf:")
+        else config["dataset"]
+    )
+    shots = f", {config['few_shot']}-shot" if config.get("few_shot") else ""
+    return f"{name}, {problems} problems{shots}\n{config['model']}, verifier: {config['prm']}"

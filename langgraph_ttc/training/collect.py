@@ -14,10 +14,12 @@ killed collection resumes where it stopped.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from langgraph_ttc.answers import GradingTimeout, extract_answer, grade, normalize_answer
@@ -246,3 +248,38 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     except ImportError:
         return None
     return tqdm(total=total, desc="collect", unit="problem", file=sys.stderr, dynamic_ncols=True)
+
+
+CANDIDATES_FILE = "candidates.jsonl"
+
+
+def describe(rows: list[dict[str, Any]]) -> str:
+    """A one-paragraph account of the collected labels."""
+    if not rows:
+        return "no rows"
+    problems = len({row["problem_id"] for row in rows})
+    positive = sum(row["label"] for row in rows)
+    stated = sum(row["stated_answer"] is not None for row in rows)
+    solved = len({row["problem_id"] for row in rows if row["label"]})
+    text = (
+        f"{len(rows)} candidates of {problems} problems: {positive} labelled right "
+        f"({positive / len(rows):.1%}), {stated / len(rows):.1%} state an answer, "
+        f"{solved} problems with at least one right candidate"
+    )
+    step_labels = [x for row in rows for x in row.get("step_labels") or []]
+    if step_labels:
+        text += f"; {len(step_labels)} step labels, mean {sum(step_labels) / len(step_labels):.2f}"
+    return text
+
+
+def read_collected(data: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows and the collection config of a `ttc verifier collect` directory."""
+    path = data / CANDIDATES_FILE
+    if not path.is_file():
+        raise ValueError(f"{data} holds no {CANDIDATES_FILE}: run `ttc verifier collect` first")
+    rows = collect_log(path).read()[0]
+    if not rows:
+        raise ValueError(f"{path} has no rows")
+    config_path = data / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    return rows, config

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from langgraph_ttc import cli
-from langgraph_ttc.eval import command
+from langgraph_ttc.cli import eval as command
 from langgraph_ttc.models import prepare_embedded_model
 from langgraph_ttc.policies import OpenAIPolicy, VLLMPolicy
 from langgraph_ttc.verifiers import ArithmeticVerifier

@@ -153,7 +153,8 @@ def test_cli_shows_the_route_and_accepts_router_settings():
     import io
 
     from langgraph_ttc import events
-    from langgraph_ttc.cli import Progress, build_parser, settings_from
+    from langgraph_ttc.cli import Progress, build_parser
+    from langgraph_ttc.cli.flags import settings_from
 
     stream = io.StringIO()
     Progress(stream).event(events.route("compute_optimal", 0.25, 0, 4, "beam_search", {"n": 4}))
@@ -161,7 +162,8 @@ def test_cli_shows_the_route_and_accepts_router_settings():
     args = build_parser().parse_args(
         ["solve", "x", "--strategy", "compute_optimal", "--budget-tokens", "900", "--table", "t"]
     )
-    assert settings_from(args)["budget_tokens"] == 900 and settings_from(args)["table"] == "t"
+    settings = settings_from(args, args.settings)
+    assert settings["budget_tokens"] == 900 and settings["table"] == "t"
 
 
 async def test_eval_plans_and_builds_the_new_strategies():

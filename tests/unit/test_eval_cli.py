@@ -5,7 +5,7 @@ import json
 import pytest
 
 from langgraph_ttc import cli
-from langgraph_ttc.eval import command
+from langgraph_ttc.cli import eval as command
 from tests.fakes import KeywordPRM, cycling
 
 ROWS = [

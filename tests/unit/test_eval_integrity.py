@@ -5,13 +5,13 @@ import json
 import pytest
 
 from langgraph_ttc.eval.budgets import RunSpec
-from langgraph_ttc.eval.command import (
+from langgraph_ttc.eval.datasets import Problem
+from langgraph_ttc.eval.outdir import (
     EvalUsageError,
     dataset_fingerprint,
     exclusive,
     prepare_out_dir,
 )
-from langgraph_ttc.eval.datasets import Problem
 from langgraph_ttc.eval.results import ResultsLog
 from langgraph_ttc.eval.runner import WorkItem, run_item
 

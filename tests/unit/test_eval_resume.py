@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from langgraph_ttc.eval.command import EvalUsageError, prepare_out_dir
+from langgraph_ttc.eval.outdir import EvalUsageError, prepare_out_dir
 from langgraph_ttc.eval.results import ResultsCorrupted, ResultsLog, row_key
 
 ROOT = Path(__file__).resolve().parents[2]

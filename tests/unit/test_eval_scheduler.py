@@ -7,10 +7,11 @@ import re
 import pytest
 
 from langgraph_ttc import cli
+from langgraph_ttc.cli import eval as command
 from langgraph_ttc.engine import EngineTokens
-from langgraph_ttc.eval import command
 from langgraph_ttc.eval.budgets import plan_runs
 from langgraph_ttc.eval.datasets import Problem
+from langgraph_ttc.eval.report import describe_throughput
 from langgraph_ttc.eval.results import ResultsLog
 from langgraph_ttc.eval.runner import (
     EvalLoad,
@@ -463,15 +464,15 @@ def test_the_throughput_lines_name_the_steady_state_or_its_absence():
         "share_below_half_target": 0.1,
         "mean_items": 20.0,
     }
-    text = command.describe_throughput({**base, "utilisation": 0.5, "load": load})
+    text = describe_throughput({**base, "utilisation": 0.5, "load": load})
     assert "= 300.0 tok/s, 50% of the engine's peak 600 tok/s" in text
     assert "100.0 sequences running on average (target 128), below half the target in 10%" in text
     burst = {**load, "steady_samples": 0, "mean_engine_running_whole_run": 40.0}
-    text = command.describe_throughput({**base, "utilisation": None, "load": burst})
+    text = describe_throughput({**base, "utilisation": None, "load": burst})
     assert "pass --peak-tok-s" in text and "admitted at once" in text and "40.0" in text
     assert "prefilled" not in text  # no engine counters: no engine-work line
     engine = describe_engine(EngineTokens(prompt_computed=300, prompt_cached=900, generated=900))
-    text = command.describe_throughput({**base, "utilisation": None, "engine": engine})
+    text = describe_throughput({**base, "utilisation": None, "engine": engine})
     assert "300 prompt tokens prefilled (25% of its tokens), 900 read from the prefix" in text
 
 

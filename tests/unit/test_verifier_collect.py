@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 
 from langgraph_ttc import cli
+from langgraph_ttc.cli import verifier as command
 from langgraph_ttc.eval.datasets import Problem
 from langgraph_ttc.strategies.settings import StrategySettings
-from langgraph_ttc.training import command
 from langgraph_ttc.training.collect import CollectSettings, collect_problem
 from tests.fakes import ScriptedPolicy
 

@@ -6,7 +6,7 @@ import pytest
 
 from langgraph_ttc import cli
 from langgraph_ttc.answers import grade, strict_answer
-from langgraph_ttc.eval import command
+from langgraph_ttc.cli import eval as command
 from langgraph_ttc.selection import split_steps
 from langgraph_ttc.worked_examples import (
     DEFAULT_FEW_SHOT,

@@ -1,4 +1,5 @@
-"""`ttc verifier collect` (sample and label verifier training data) and `ttc verifier train`."""
+"""`ttc verifier collect` (sample and label verifier training data) and `ttc verifier train`
+(fit a verifier on them)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,41 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from langgraph_ttc.eval.command import earlier_config
-from langgraph_ttc.eval.datasets import Fields, add_dataset_arguments, load_problems
-from langgraph_ttc.worked_examples import add_few_shot_arguments, examples_for_run
+from langgraph_ttc import policies
+from langgraph_ttc.backends import ManagedLifecycle
+from langgraph_ttc.cli.flags import (
+    add_dataset_flags,
+    add_few_shot_flags,
+    add_setting_flags,
+)
+from langgraph_ttc.cli.progress import say, start_policy
+from langgraph_ttc.engine import EngineSettings
+from langgraph_ttc.eval.datasets import Fields, load_problems
+from langgraph_ttc.eval.outdir import earlier_config, prepare_out_dir
+from langgraph_ttc.strategies.settings import StrategySettings
+from langgraph_ttc.training.collect import (
+    CANDIDATES_FILE,
+    CollectSettings,
+    collect_log,
+    describe,
+    drop_incomplete,
+    read_collected,
+    run_collect,
+)
+from langgraph_ttc.training.probe import ProbeTrainer
+from langgraph_ttc.training.reward_model import RewardModelTrainer
+from langgraph_ttc.training.train import run_train
+from langgraph_ttc.types import Policy
+from langgraph_ttc.worked_examples import examples_for_run
 
-CANDIDATES_FILE = "candidates.jsonl"
 # Options that change what a row means: a resumed collection must use the same ones.
 RUN_DEFINING = ("dataset", "split", "fields", "model", "n", "rollouts", "settings")
+# the sampling settings a collection takes; its own defaults: short solutions, reproducible
+SAMPLING = ("temperature", "max_tokens", "seed")
+COLLECT_DEFAULTS = {"max_tokens": 256, "seed": 0}
 
 
-def add_verifier_parser(commands: Any) -> argparse.ArgumentParser:
+def add_parser(commands: Any) -> argparse.ArgumentParser:
     parser = commands.add_parser("verifier", help="verifier training data")
     verifier_commands = parser.add_subparsers(dest="verifier_command", required=True)
     collect = verifier_commands.add_parser(
@@ -25,7 +51,7 @@ def add_verifier_parser(commands: Any) -> argparse.ArgumentParser:
         description=f"Write {CANDIDATES_FILE} (one row per candidate: text, steps, strict "
         "label, optional Monte-Carlo step labels) and config.json to --out.",
     )
-    add_dataset_arguments(collect, split="train")
+    add_dataset_flags(collect, split="train")
     collect.add_argument("--limit", type=int, default=None, help="first K problems")
     collect.add_argument("--n", type=int, default=16, help="candidates per problem")
     collect.add_argument(
@@ -37,10 +63,8 @@ def add_verifier_parser(commands: Any) -> argparse.ArgumentParser:
     collect.add_argument("--out", required=True, type=Path, help="output directory")
     collect.add_argument("--resume", action="store_true", help="continue the rows in --out")
     collect.add_argument("--model", default=None, help="default: embedded SmolLM2-135M")
-    collect.add_argument("--seed", type=int, default=0)
-    collect.add_argument("--temperature", type=float)
-    collect.add_argument("--max-tokens", type=int, default=256, help="tokens per solution")
-    add_few_shot_arguments(collect)
+    add_setting_flags(collect, only=SAMPLING, defaults=COLLECT_DEFAULTS)
+    add_few_shot_flags(collect)
     collect.add_argument(
         "--concurrency",
         type=int,
@@ -56,6 +80,7 @@ def add_verifier_parser(commands: Any) -> argparse.ArgumentParser:
     )
     collect.add_argument("--grading-timeout", type=float, default=5.0, help="seconds per answer")
     collect.add_argument("--no-progress", action="store_true", help="no progress bar")
+    collect.set_defaults(run=collect_main)
     add_train_parser(verifier_commands)
     return parser
 
@@ -90,13 +115,14 @@ def add_train_parser(verifier_commands: Any) -> None:
     train.add_argument(
         "--max-model-len", type=int, default=4096, help="longest candidate prompt, in tokens"
     )
+    train.set_defaults(run=train_main)
 
 
 def collect_config(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {"max_tokens": args.max_tokens, "seed": args.seed}
     if args.temperature is not None:
         settings["temperature"] = args.temperature
-    examples = examples_for_run(args.few_shot, args.examples, earlier_config(args))
+    examples = examples_for_run(args.few_shot, args.examples, earlier_config(args.out, args.resume))
     if examples:
         settings["examples"] = [list(example) for example in examples]
     return {
@@ -113,22 +139,11 @@ def collect_config(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def make_policy(args: argparse.Namespace) -> Any:
-    from langgraph_ttc.policies import VLLMPolicy
-
-    return VLLMPolicy(args.model)
+def make_policy(args: argparse.Namespace) -> Policy:
+    return policies.VLLMPolicy(args.model)
 
 
 async def run_collect_command(args: argparse.Namespace) -> int:
-    from langgraph_ttc.eval.command import prepare_out_dir, say
-    from langgraph_ttc.strategies.settings import StrategySettings
-    from langgraph_ttc.training.collect import (
-        CollectSettings,
-        collect_log,
-        drop_incomplete,
-        run_collect,
-    )
-
     settings = CollectSettings(args.n, args.rollouts, args.grading_timeout)
     config = collect_config(args)
     sampling = StrategySettings(**{**config["settings"], "n": args.n})  # validates
@@ -152,11 +167,7 @@ async def run_collect_command(args: argparse.Namespace) -> int:
     if todo:
         policy = make_policy(args)
         try:
-            start = getattr(policy, "start", None)
-            if start is not None:
-                say("starting the vLLM engine (about a minute on a laptop CPU)...")
-                await start()
-                say(f"engine ready in {policy.startup_seconds:.0f}s")
+            await start_policy(policy)
             await run_collect(
                 todo,
                 policy,
@@ -168,47 +179,10 @@ async def run_collect_command(args: argparse.Namespace) -> int:
                 target_sequences=args.target_sequences,
             )
         finally:
-            shutdown = getattr(policy, "shutdown", None)
-            if shutdown is not None:
-                shutdown()
+            if isinstance(policy, ManagedLifecycle):
+                policy.shutdown()
     print(describe(log.read()[0]))
     return 0
-
-
-def describe(rows: list[dict[str, Any]]) -> str:
-    """A one-paragraph account of the collected labels."""
-    if not rows:
-        return "no rows"
-    problems = len({row["problem_id"] for row in rows})
-    positive = sum(row["label"] for row in rows)
-    stated = sum(row["stated_answer"] is not None for row in rows)
-    solved = len({row["problem_id"] for row in rows if row["label"]})
-    text = (
-        f"{len(rows)} candidates of {problems} problems: {positive} labelled right "
-        f"({positive / len(rows):.1%}), {stated / len(rows):.1%} state an answer, "
-        f"{solved} problems with at least one right candidate"
-    )
-    step_labels = [x for row in rows for x in row.get("step_labels") or []]
-    if step_labels:
-        text += f"; {len(step_labels)} step labels, mean {sum(step_labels) / len(step_labels):.2f}"
-    return text
-
-
-def read_collected(data: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The rows and the collection config of a `ttc verifier collect` directory."""
-    import json
-
-    from langgraph_ttc.training.collect import collect_log
-
-    path = data / CANDIDATES_FILE
-    if not path.is_file():
-        raise ValueError(f"{data} holds no {CANDIDATES_FILE}: run `ttc verifier collect` first")
-    rows = collect_log(path).read()[0]
-    if not rows:
-        raise ValueError(f"{path} has no rows")
-    config_path = data / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    return rows, config
 
 
 def policy_model(args: argparse.Namespace, config: dict[str, Any]) -> str:
@@ -221,13 +195,8 @@ def policy_model(args: argparse.Namespace, config: dict[str, Any]) -> str:
 
 
 def make_trainer(args: argparse.Namespace, config: dict[str, Any]) -> Any:
-    from langgraph_ttc.engine import EngineSettings
-    from langgraph_ttc.strategies.settings import StrategySettings
-
     sampling = StrategySettings(**config.get("settings", {}))
     if args.kind == "probe":
-        from langgraph_ttc.training.probe import ProbeTrainer
-
         settings = EngineSettings(max_model_len=args.max_model_len, enable_prefix_caching=False)
         return ProbeTrainer(
             policy_model(args, config),
@@ -236,8 +205,6 @@ def make_trainer(args: argparse.Namespace, config: dict[str, Any]) -> Any:
             settings=settings,
             seed=args.seed,
         )
-    from langgraph_ttc.training.reward_model import RewardModelTrainer
-
     if not args.base:
         raise ValueError("--kind reward-model needs --base: a Qwen2 checkpoint to fine-tune")
     return RewardModelTrainer(
@@ -251,9 +218,6 @@ def make_trainer(args: argparse.Namespace, config: dict[str, Any]) -> Any:
 
 
 async def run_train_command(args: argparse.Namespace) -> int:
-    from langgraph_ttc.eval.command import say
-    from langgraph_ttc.training.train import run_train
-
     rows, config = read_collected(args.data)
     trainer = make_trainer(args, config)
     source = {"data": str(args.data), "rows": len(rows), "collected_with": config.get("model")}
@@ -264,7 +228,9 @@ async def run_train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.verifier_command == "train":
-        return asyncio.run(run_train_command(args))
+def collect_main(args: argparse.Namespace) -> int:
     return asyncio.run(run_collect_command(args))
+
+
+def train_main(args: argparse.Namespace) -> int:
+    return asyncio.run(run_train_command(args))
