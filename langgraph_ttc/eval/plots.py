@@ -67,9 +67,11 @@ def _plot(
     log_base: int,
     budget_ticks: bool,
 ) -> Path:
+    # optional (the eval extra), slow to import
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
+    # optional (the eval extra), slow to import
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -177,9 +179,11 @@ def plot_load(
     flight over the run, against the load target, with the stretch where problems still
     waited for admission shaded (`LoadSampler.samples`); raises ImportError without
     matplotlib."""
+    # optional (the eval extra), slow to import
     import matplotlib
 
     matplotlib.use("Agg")
+    # optional (the eval extra), slow to import
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4), dpi=120)

@@ -101,6 +101,7 @@ class OpenAIPolicy:
     def client(self) -> Any:
         """The `openai.AsyncOpenAI` client (created on first use)."""
         if self._client is None:
+            # the openai client is an optional extra
             from openai import AsyncOpenAI
 
             self._client = AsyncOpenAI(
@@ -157,6 +158,7 @@ class OpenAIPolicy:
 
     async def _call(self, method: Any, endpoint: str, **body: Any) -> Any:
         """One API call, with the client's retries; its failures become `PolicyError`s."""
+        # the openai client is an optional extra
         import openai
 
         url = self.base_url + endpoint
@@ -331,6 +333,7 @@ def _message(exc: Any) -> str:
 
 
 def _load_tokenizer(ref: str) -> Any:
+    # heavy: only this path needs transformers
     from transformers import AutoTokenizer
 
     try:

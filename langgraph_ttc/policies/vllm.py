@@ -183,6 +183,7 @@ class VLLMPolicy:
         return render_chat(self._tokenizer, request)
 
     def _sampling_params(self, request: GenerationRequest) -> Any:
+        # vLLM (and torch) load only when an engine is used
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -220,6 +221,7 @@ class VLLMPolicy:
     async def _generate_one(
         self, request: GenerationRequest, call: GenerationMeter
     ) -> list[Completion]:
+        # vLLM (and torch) load only when an engine is used
         from vllm.v1.engine.exceptions import EngineDeadError
 
         prompt = {"prompt_token_ids": self.prompt_token_ids(request)}

@@ -244,6 +244,7 @@ def _progress_bar(total: int, enabled: bool) -> Any:
     if not enabled or total == 0:
         return None
     try:
+        # optional (the eval extra)
         from tqdm.auto import tqdm
     except ImportError:
         return None

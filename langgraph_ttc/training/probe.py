@@ -36,6 +36,7 @@ def _soft_dataset(
 
 
 def _fit(features: np.ndarray, targets: np.ndarray, c: float, seed: int) -> ProbeHead:
+    # scikit-learn: the train extra
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -69,6 +70,7 @@ def fit_probe_head(
 ) -> tuple[ProbeHead, dict[str, Any]]:
     """A head for [rows, dim] features and soft targets in [0, 1]; C by grouped k-fold log loss
     (the first of `C_GRID` when there are too few groups to fold)."""
+    # scikit-learn: the train extra
     from sklearn.model_selection import GroupKFold
 
     features = np.asarray(features, dtype=np.float64)

@@ -15,12 +15,14 @@ The base is a local directory or Hugging Face id of a Qwen2-architecture model: 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from langgraph_ttc.models import resolve_model
 from langgraph_ttc.training.train import Row, Say, step_targets
 from langgraph_ttc.verifiers.pooling import QWEN_PRM_SYSTEM, STEP_TAG, pooling_messages
 
@@ -29,6 +31,7 @@ CHECKPOINT_DIR = "model"
 
 def _head_weights(path: str) -> dict[str, Any]:
     """The `score.*` tensors of a local checkpoint (empty for a causal LM or a hub id)."""
+    # only this path writes or reads checkpoints
     from safetensors import safe_open
 
     found: dict[str, Any] = {}
@@ -68,10 +71,9 @@ class RewardModelTrainer:
         self.device = "cpu"
 
     def _load(self) -> None:
+        # heavy: only this path needs torch
         import torch
         from transformers import AutoConfig, AutoTokenizer, Qwen2Model
-
-        from langgraph_ttc.models import resolve_model
 
         path = resolve_model(self.base)
         config = AutoConfig.from_pretrained(path)
@@ -117,6 +119,7 @@ class RewardModelTrainer:
         return ids, positions
 
     def _logits(self, ids: Sequence[int], positions: Sequence[int]) -> Any:
+        # heavy: only this path needs torch
         import torch
 
         tensor = torch.tensor([list(ids)], device=self.device)
@@ -124,11 +127,10 @@ class RewardModelTrainer:
         return self.model["score"](hidden).float()
 
     async def fit(self, rows: Sequence[Row], say: Say) -> dict[str, Any]:
-        import asyncio
-
         return await asyncio.to_thread(self._fit, rows, say)
 
     def _fit(self, rows: Sequence[Row], say: Say) -> dict[str, Any]:
+        # heavy: only this path needs torch
         import torch
 
         torch.manual_seed(self.seed)
@@ -174,11 +176,10 @@ class RewardModelTrainer:
         }
 
     async def score(self, rows: Sequence[Row]) -> list[list[float]]:
-        import asyncio
-
         return await asyncio.to_thread(self._score, rows)
 
     def _score(self, rows: Sequence[Row]) -> list[list[float]]:
+        # heavy: only this path needs torch
         import torch
 
         scores: list[list[float]] = []
@@ -193,6 +194,7 @@ class RewardModelTrainer:
         return scores
 
     def save(self, out: Path) -> dict[str, Any]:
+        # only this path writes or reads checkpoints
         from safetensors.torch import save_file
 
         target = out / CHECKPOINT_DIR

@@ -76,6 +76,7 @@ def auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     """ROC AUC, None when only one class is present."""
     if len(set(labels)) < 2:
         return None
+    # scikit-learn: the train extra
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(labels, scores))

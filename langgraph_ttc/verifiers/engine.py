@@ -132,6 +132,7 @@ class EngineHandle:
     async def encode(self, ids: list[int], params: Any) -> Any:
         """The pooled rows of one prompt on a pooling engine (vLLM's `encode` with
         `PoolingParams`); a failed request raises PRMError."""
+        # vLLM (and torch) load only when an engine is used
         from vllm.v1.engine.exceptions import EngineDeadError
 
         final: Any = None

@@ -33,6 +33,7 @@ from langgraph_ttc.verifiers.engine import (
     bounded_gather,
     check_score,
 )
+from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
 
 if TYPE_CHECKING:
     import numpy as np
@@ -80,6 +81,7 @@ class ProbeHead:
         return int(self.coef.shape[0])
 
     def predict(self, features: np.ndarray) -> np.ndarray:
+        # numpy: only learned verifiers and training need it
         import numpy as np
 
         features = np.asarray(features, dtype=np.float64)
@@ -89,6 +91,7 @@ class ProbeHead:
         return np.exp(-np.logaddexp(0.0, -logits))  # a sigmoid that never overflows
 
     def save(self, path: str | Path) -> None:
+        # numpy: only learned verifiers and training need it
         import numpy as np
 
         np.savez(
@@ -101,6 +104,7 @@ class ProbeHead:
 
     @classmethod
     def load(cls, path: str | Path) -> ProbeHead:
+        # numpy: only learned verifiers and training need it
         import numpy as np
 
         with np.load(path, allow_pickle=False) as data:
@@ -174,6 +178,7 @@ class HiddenStateFeatures:
     async def start(self) -> None:
         if self.handle.engine is not None:
             return
+        # vLLM (and torch) load only when an engine is used
         from vllm.config import PoolerConfig
 
         self.handle.engine_args.setdefault("convert", "embed")
@@ -193,6 +198,7 @@ class HiddenStateFeatures:
         )
 
     async def _one(self, problem: str, steps: Sequence[str]) -> np.ndarray:
+        # numpy: only learned verifiers and training need it
         import numpy as np
         from vllm import PoolingParams
 
@@ -263,8 +269,6 @@ class LearnedVerifier:
                 max_concurrency=max_concurrency,
             )
         else:
-            from langgraph_ttc.verifiers.pooling import VLLMPoolingPRM
-
             self.owns_backend = True
             self.backend = VLLMPoolingPRM(
                 str(self.path / self.info["checkpoint"]),

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langgraph_ttc.engine import EngineSettings
+from langgraph_ttc.models import resolve_model
 from langgraph_ttc.verifiers.engine import (
     ContextLengthError,
     EngineHandle,
@@ -87,6 +88,7 @@ class VLLMPoolingPRM:
             return
         if "pooler_config" not in self._engine_args:
             self.step_tag_id = await asyncio.to_thread(self._tag_id_from_files)
+            # vLLM (and torch) load only when an engine is used
             from vllm.config import PoolerConfig
 
             self._engine_args["pooler_config"] = PoolerConfig(step_tag_id=self.step_tag_id)
@@ -95,9 +97,8 @@ class VLLMPoolingPRM:
         self.step_tag_id = self._tag_id(self.handle.tokenizer)
 
     def _tag_id_from_files(self) -> int:
+        # heavy: only this path needs transformers
         from transformers import AutoTokenizer
-
-        from langgraph_ttc.models import resolve_model
 
         return self._tag_id(AutoTokenizer.from_pretrained(resolve_model(self.handle.model_ref)))
 
@@ -133,6 +134,7 @@ class VLLMPoolingPRM:
     async def _score_one(self, problem: str, steps: Sequence[str]) -> list[float]:
         if not steps:
             return []
+        # vLLM (and torch) load only when an engine is used
         from vllm import PoolingParams
 
         ids = self.encode(problem, steps)

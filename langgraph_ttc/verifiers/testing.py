@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from langgraph_ttc.models import prepare_embedded_model
+
 STEP_TAG = "<extra_0>"
 
 
@@ -25,11 +27,10 @@ def make_tiny_pooling_prm(
     seed: int = 0,
 ) -> Path:
     """Write the checkpoint (config, safetensors, tokenizer) into `target` and return it."""
+    # heavy: only this path needs torch
     import torch
     from safetensors.torch import save_file
     from transformers import AutoTokenizer, Qwen2Config, Qwen2Model
-
-    from langgraph_ttc.models import prepare_embedded_model
 
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)

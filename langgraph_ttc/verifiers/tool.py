@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypedDict
 
 from langchain_core.tools import StructuredTool
+from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, Field
 
 from langgraph_ttc.selection import (
@@ -113,7 +114,6 @@ def create_prm_graph(
     prm: PRM, *, delimiter: str = DEFAULT_STEP_DELIMITER, aggregation: str = "last"
 ) -> Any:
     """A compiled one-node graph: {"problem", "solution"} -> {"step_scores", "score"}."""
-    from langgraph.graph import END, START, StateGraph
 
     class State(PRMInput, PRMOutput):
         pass
