@@ -32,7 +32,8 @@ any generation.
 OVERRIDES = """\
 ## Setting values
 
-At build time, settings are keyword options of the builder; they become the graph's defaults:
+At build time, settings are keyword-only parameters of the builder (each with its type and
+default, as `help(create_beam_search)` shows); they become the graph's defaults:
 
 ```python
 graph = create_beam_search(policy, prm, n=16, beam_width=4, lookahead=1)
@@ -46,7 +47,10 @@ await graph.ainvoke({"problem": "..."}, config={"configurable": {"n": 4}})
 ```
 
 A run's settings are the build-time values, overridden by the context, then by
-`configurable`; both are validated like the builder's options. At the top level an unknown key
+`configurable`; both are validated like the builder's options. Types are strict: `"4"`,
+`True` and `4.5` are not an `int`, `"0.5"` is not a `float` (an `int` is); worked examples
+may come as lists of two strings (JSON has no tuples). A misspelt builder keyword is a
+`TypeError` naming the nearest valid one. At the top level an unknown key
 is an error naming the valid ones (LangGraph's own `configurable` keys such as `thread_id` are
 ignored); in a strategy used as a node of a parent graph, keys meant for the parent are ignored.
 Without a verifier, `selection` defaults to `"majority"` (nothing to rank by).
