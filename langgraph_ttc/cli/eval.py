@@ -16,6 +16,7 @@ from langgraph_ttc.cli.flags import (
     add_dataset_flags,
     add_few_shot_flags,
     add_setting_flags,
+    examples_setting,
     make_backends,
 )
 from langgraph_ttc.cli.progress import say, start_policy
@@ -27,7 +28,6 @@ from langgraph_ttc.eval.metrics import summarize
 from langgraph_ttc.eval.outdir import (
     EvalUsageError,
     dataset_fingerprint,
-    earlier_config,
     exclusive,
     prepare_out_dir,
 )
@@ -45,7 +45,6 @@ from langgraph_ttc.eval.scheduler import policy_target
 from langgraph_ttc.strategies import STRATEGY_NAMES
 from langgraph_ttc.types import PRM, Policy
 from langgraph_ttc.verifiers import close_prm, start_prm
-from langgraph_ttc.worked_examples import examples_for_run
 
 # ttc eval's own defaults: shorter solutions for scaling curves, reproducible runs
 EVAL_DEFAULTS = {"max_tokens": 256, "seed": 0, "beam_width": 2}
@@ -106,9 +105,9 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 def run_config(args: argparse.Namespace, strategies: list[str], budgets: list[int]) -> dict:
     # settings given here apply to every strategy they fit; the rest keep their defaults
     settings = {k: getattr(args, k) for k in args.settings if getattr(args, k) is not None}
-    examples = examples_for_run(args.few_shot, args.examples, earlier_config(args.out, args.resume))
+    examples = examples_setting(args)
     if examples:  # in the settings: run-defining, so --resume refuses other examples
-        settings["examples"] = [list(example) for example in examples]
+        settings["examples"] = examples
     return {
         "dataset": args.dataset,
         "dataset_sha256": dataset_fingerprint(args.dataset),

@@ -14,10 +14,11 @@ from typing import Any, Literal
 from pydantic.fields import FieldInfo
 
 from langgraph_ttc import policies, verifiers
+from langgraph_ttc.eval.outdir import earlier_config
 from langgraph_ttc.strategies import STRATEGIES
 from langgraph_ttc.strategies.settings import StrategySettings
 from langgraph_ttc.types import PRM, Policy
-from langgraph_ttc.worked_examples import DEFAULT_FEW_SHOT, select_examples
+from langgraph_ttc.worked_examples import DEFAULT_FEW_SHOT, examples_for_run, select_examples
 
 # settings with flags of their own: worked examples come from --few-shot / --examples
 NOT_FLAGS = ("examples",)
@@ -167,3 +168,10 @@ def make_backends(args: argparse.Namespace) -> tuple[Policy, PRM | None]:
     """The policy (engine not started yet) and the verifier the flags name."""
     policy = make_policy(args)
     return policy, verifiers.build_prm(args.prm, policy)
+
+
+def examples_setting(args: argparse.Namespace) -> list[list[str]]:
+    """The worked examples a run shows, as a setting: from --few-shot / --examples, or, when
+    --resume is given neither, the earlier run's (its config.json in --out)."""
+    earlier = earlier_config(args.out, args.resume)
+    return [list(example) for example in examples_for_run(args.few_shot, args.examples, earlier)]

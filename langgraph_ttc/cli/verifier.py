@@ -14,11 +14,12 @@ from langgraph_ttc.cli.flags import (
     add_dataset_flags,
     add_few_shot_flags,
     add_setting_flags,
+    examples_setting,
 )
 from langgraph_ttc.cli.progress import say, start_policy
 from langgraph_ttc.engine import EngineSettings
 from langgraph_ttc.eval.datasets import Fields, load_problems
-from langgraph_ttc.eval.outdir import earlier_config, prepare_out_dir
+from langgraph_ttc.eval.outdir import prepare_out_dir
 from langgraph_ttc.strategies.settings import StrategySettings
 from langgraph_ttc.training.collect import (
     CANDIDATES_FILE,
@@ -33,7 +34,6 @@ from langgraph_ttc.training.probe import ProbeTrainer
 from langgraph_ttc.training.reward_model import RewardModelTrainer
 from langgraph_ttc.training.train import run_train
 from langgraph_ttc.types import Policy
-from langgraph_ttc.worked_examples import examples_for_run
 
 # Options that change what a row means: a resumed collection must use the same ones.
 RUN_DEFINING = ("dataset", "split", "fields", "model", "n", "rollouts", "settings")
@@ -122,9 +122,9 @@ def collect_config(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {"max_tokens": args.max_tokens, "seed": args.seed}
     if args.temperature is not None:
         settings["temperature"] = args.temperature
-    examples = examples_for_run(args.few_shot, args.examples, earlier_config(args.out, args.resume))
+    examples = examples_setting(args)
     if examples:
-        settings["examples"] = [list(example) for example in examples]
+        settings["examples"] = examples
     return {
         "dataset": args.dataset,
         "split": args.split if args.dataset.startswith("hf:") else None,

@@ -196,3 +196,18 @@ class EngineHandle:
         except EngineError as exc:
             raise PRMError(str(exc)) from exc
         return Probe(logprobs, len(prompt_token_ids), cached)
+
+
+class OnEngine:
+    """A verifier (or feature reader) running on an `EngineHandle`: its lifecycle is the
+    handle's (`start` is each class's own: what it sets up before the engine starts)."""
+
+    handle: EngineHandle
+
+    @property
+    def startup_seconds(self) -> float | None:
+        return self.handle.startup_seconds
+
+    def shutdown(self) -> None:
+        """Stop an engine this verifier started (a borrowed one belongs to its policy)."""
+        self.handle.shutdown()

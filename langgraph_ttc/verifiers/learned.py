@@ -29,6 +29,7 @@ from langgraph_ttc.engine import EngineSettings
 from langgraph_ttc.verifiers.engine import (
     ContextLengthError,
     EngineHandle,
+    OnEngine,
     PRMError,
     bounded_gather,
     check_score,
@@ -152,7 +153,7 @@ def render_solution(
     return ids, positions
 
 
-class HiddenStateFeatures:
+class HiddenStateFeatures(OnEngine):
     """Final-layer hidden states of a causal LM at each step's last token, from an in-process
     vLLM pooling engine (the model converted to an embedding model; no normalisation)."""
 
@@ -170,10 +171,6 @@ class HiddenStateFeatures:
         self.system_prompt, self.delimiter = system_prompt, delimiter
         self.max_concurrency = max_concurrency
         self.handle = EngineHandle(model or "embedded", settings=settings, runner="pooling")
-
-    @property
-    def startup_seconds(self) -> float | None:
-        return self.handle.startup_seconds
 
     async def start(self) -> None:
         if self.handle.engine is not None:
@@ -221,9 +218,6 @@ class HiddenStateFeatures:
         if rows.ndim != 2 or rows.shape[0] != len(ids):
             raise PRMError(f"expected one hidden state per token, got {tuple(rows.shape)}")
         return rows[positions].float().numpy()
-
-    def shutdown(self) -> None:
-        self.handle.shutdown()
 
 
 class LearnedVerifier:

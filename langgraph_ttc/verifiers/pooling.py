@@ -18,6 +18,7 @@ from langgraph_ttc.models import resolve_model
 from langgraph_ttc.verifiers.engine import (
     ContextLengthError,
     EngineHandle,
+    OnEngine,
     PRMError,
     bounded_gather,
     check_score,
@@ -44,7 +45,7 @@ def pooling_messages(
     ]
 
 
-class VLLMPoolingPRM:
+class VLLMPoolingPRM(OnEngine):
     """A classifier PRM on an in-process vLLM pooling engine (started on first use).
 
     >>> prm = VLLMPoolingPRM("Qwen/Qwen2.5-Math-PRM-7B")
@@ -78,10 +79,6 @@ class VLLMPoolingPRM:
         self._engine_args = dict(engine_args or {})
         self.handle = EngineHandle(model, settings=settings, runner="pooling")
         self.step_tag_id: int | None = None
-
-    @property
-    def startup_seconds(self) -> float | None:
-        return self.handle.startup_seconds
 
     async def start(self) -> None:
         if self.handle.engine is not None:
@@ -153,6 +150,3 @@ class VLLMPoolingPRM:
         return [
             check_score(p, f"step {i}") for i, p in enumerate(rows[:, self.positive_label].tolist())
         ]
-
-    def shutdown(self) -> None:
-        self.handle.shutdown()

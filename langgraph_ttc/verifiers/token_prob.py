@@ -30,6 +30,7 @@ from langgraph_ttc.engine import EngineSettings
 from langgraph_ttc.verifiers.engine import (
     ContextLengthError,
     EngineHandle,
+    OnEngine,
     PRMError,
     bounded_gather,
     check_score,
@@ -125,7 +126,7 @@ def label_token_id(tokenizer: Any, label: str) -> int:
     return int(ids[-1])
 
 
-class TokenProbPRM:
+class TokenProbPRM(OnEngine):
     """A causal-LM PRM scored from next-token probabilities (see the module docstring).
 
     >>> prm = TokenProbPRM("RLHFlow/Llama3.1-8B-PRM-Deepseek-Data", format="rlhflow")
@@ -165,10 +166,6 @@ class TokenProbPRM:
     @property
     def tokenizer(self) -> Any:
         return self.handle.tokenizer
-
-    @property
-    def startup_seconds(self) -> float | None:
-        return self.handle.startup_seconds
 
     async def start(self) -> None:
         await self.handle.start()
@@ -225,6 +222,3 @@ class TokenProbPRM:
             good, bad = probe.logprobs
             scores[j].append(check_score(two_way_probability(good, bad), f"candidate {j}"))
         return scores
-
-    def shutdown(self) -> None:
-        self.handle.shutdown()
