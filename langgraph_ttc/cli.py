@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import signal
 import sys
@@ -14,6 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from langgraph_ttc import logs
 from langgraph_ttc.worked_examples import add_few_shot_arguments, select_examples
 
 
@@ -21,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ttc", description="Test-time compute strategies on a local vLLM policy."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="show engine logs")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show vLLM's logs and the engine's output"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     solve = commands.add_parser("solve", help="solve one problem, with live progress")
@@ -161,10 +163,10 @@ def describe_start(policy: Any) -> tuple[str, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
     # `kill` (SIGTERM) unwinds like Ctrl-C, so engine processes are shut down, not orphaned.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        logs.configure(verbose=args.verbose)  # before vLLM or transformers are imported
         if args.command == "models":
             return _prepare_models(args)
         if args.command == "serve":
@@ -196,19 +198,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _configure_logging(verbose: bool) -> None:
-    if not verbose:
-        # Engine processes inherit these: keep their start-up chatter off the terminal.
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("PYTHONWARNINGS", "ignore")
-        logging.getLogger("vllm").setLevel(logging.ERROR)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
 
 
 def _prepare_models(args: argparse.Namespace) -> int:
