@@ -27,7 +27,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from langgraph_ttc import GenerationRequest, create_beam_search
+from langgraph_ttc import GenerationRequest, create_beam_search, logs
 from langgraph_ttc.types import PRM, Policy
 
 DEFAULT_QUESTION = "A baker has 15 cakes and sells 6. How many cakes are left?"
@@ -158,4 +158,5 @@ async def main(question: str) -> None:
 
 
 if __name__ == "__main__":  # vLLM spawns worker processes: keep the guard
+    logs.configure()  # quiet, as `ttc` is; TTC_LOG_LEVEL=INFO shows vLLM's logs
     asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_QUESTION))

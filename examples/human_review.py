@@ -28,7 +28,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 
 from langgraph_ttc import candidates as cands
-from langgraph_ttc import create_best_of_n
+from langgraph_ttc import create_best_of_n, logs
 from langgraph_ttc.answers import AnswerExtractor, extract_answer
 from langgraph_ttc.types import PRM, Candidate, Policy
 
@@ -141,4 +141,5 @@ async def main(problem: str) -> None:
 
 
 if __name__ == "__main__":  # vLLM spawns worker processes: keep the guard
+    logs.configure()  # quiet, as `ttc` is; TTC_LOG_LEVEL=INFO shows vLLM's logs
     asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_PROBLEM))

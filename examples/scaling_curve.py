@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from langgraph_ttc import logs
 from langgraph_ttc.eval import (
     Problem,
     ResultsLog,
@@ -93,4 +94,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":  # vLLM spawns worker processes: keep the guard
+    logs.configure()  # quiet, as `ttc` is; TTC_LOG_LEVEL=INFO shows vLLM's logs
     asyncio.run(main())

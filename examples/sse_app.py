@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse
 from langgraph.graph.state import CompiledStateGraph
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from langgraph_ttc import create_beam_search
+from langgraph_ttc import create_beam_search, logs
 from langgraph_ttc.types import PRM, Policy
 
 SETTINGS: dict[str, Any] = dict(
@@ -141,4 +141,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # vLLM spawns worker processes: keep the guard
+    logs.configure()  # quiet, as `ttc` is; TTC_LOG_LEVEL=INFO shows vLLM's logs
     main()

@@ -13,7 +13,7 @@ from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
 
-from langgraph_ttc import create_beam_search
+from langgraph_ttc import create_beam_search, logs
 from langgraph_ttc.events import ProgressEvent
 from langgraph_ttc.types import PRM, Policy
 
@@ -71,4 +71,5 @@ async def main(problem: str) -> None:
 
 
 if __name__ == "__main__":  # vLLM spawns worker processes: keep the guard
+    logs.configure()  # quiet, as `ttc` is; TTC_LOG_LEVEL=INFO shows vLLM's logs
     asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_PROBLEM))

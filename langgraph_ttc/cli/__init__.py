@@ -9,13 +9,12 @@ commands share, strategy settings first, are declared once in `flags`.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+from langgraph_ttc import logs
 from langgraph_ttc.cli import eval as eval_command
 from langgraph_ttc.cli import models, serve, solve, tune, verifier
 from langgraph_ttc.cli.progress import Progress, format_candidates
@@ -29,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ttc", description="Test-time compute strategies on a local vLLM policy."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="show engine logs")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show vLLM's logs and the engine's output"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(commands)
@@ -38,10 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
     # `kill` (SIGTERM) unwinds like Ctrl-C, so engine processes are shut down, not orphaned.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        logs.configure(verbose=args.verbose)  # before vLLM or transformers are imported
         return int(args.run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -57,16 +58,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _configure_logging(verbose: bool) -> None:
-    if not verbose:
-        # Engine processes inherit these: keep their start-up chatter off the terminal.
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("PYTHONWARNINGS", "ignore")
-        logging.getLogger("vllm").setLevel(logging.ERROR)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )

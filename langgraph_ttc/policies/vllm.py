@@ -15,6 +15,7 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from langgraph_ttc.engine import (
@@ -69,6 +70,7 @@ class VLLMPolicy:
         self.startup_seconds: float | None = None
         self.warm_up_seconds: float | None = None
         self.model_path: str | None = None  # what vLLM loaded, once started
+        self.output_log: Path | None = None  # where the engine processes write, when quiet
 
     @classmethod
     def from_engine(
@@ -166,6 +168,7 @@ class VLLMPolicy:
         self._engine, self._tokenizer = started.engine, started.tokenizer
         self._scheduler_counts = counts
         self.model_path, self.startup_seconds = started.model, started.startup_seconds
+        self.output_log = started.output_log
         atexit.register(self.shutdown)  # don't leave an engine process behind
 
     def prompt_token_ids(self, request: GenerationRequest) -> list[int]:
@@ -250,8 +253,9 @@ class VLLMPolicy:
             await self._abort(request_id)
             raise
         except EngineDeadError as exc:
+            where = "above" if self.output_log is None else f"in {self.output_log}"
             raise PolicyError(
-                "the vLLM engine died; its log above says why. Start a new VLLMPolicy "
+                f"the vLLM engine died; its log {where} says why. Start a new VLLMPolicy "
                 f"(request {request_id}): {exc}"
             ) from exc
         finally:

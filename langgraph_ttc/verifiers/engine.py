@@ -22,6 +22,7 @@ import math
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from langgraph_ttc.engine import (
@@ -35,6 +36,7 @@ from langgraph_ttc.engine import (
     start_engine,
 )
 from langgraph_ttc.errors import PRMError, VerifierEngineDiedError
+from langgraph_ttc.logs import output_note
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,6 +117,7 @@ class EngineHandle:
         self.engine: Any = None
         self.tokenizer: Any = None
         self.startup_seconds: float | None = None
+        self.output_log: Path | None = None  # where the engine processes write, when quiet
         self._start_once = StartOnce()
         self._limit: asyncio.Semaphore | None = None
         self._ids = itertools.count()
@@ -142,7 +145,9 @@ class EngineHandle:
             ):
                 final = output
         except EngineDeadError as exc:
-            raise VerifierEngineDiedError(f"the verifier's vLLM engine died: {exc}") from exc
+            raise VerifierEngineDiedError(
+                f"the verifier's vLLM engine died: {exc}{output_note(self.output_log)}"
+            ) from exc
         if final is None or getattr(final, "error", None) is not None:
             raise PRMError(f"pooling request failed: {getattr(final, 'error', 'no output')}")
         return final.outputs.data
@@ -178,6 +183,7 @@ class EngineHandle:
         self.tokenizer = started.tokenizer
         self.engine = started.engine
         self.startup_seconds = started.startup_seconds
+        self.output_log = started.output_log
 
     def shutdown(self) -> None:
         """Stop an owned engine (a borrowed one belongs to its policy); safe to call twice."""
@@ -192,7 +198,7 @@ class EngineHandle:
                 self.engine, prompt_token_ids, token_ids, self.request_id()
             )
         except EngineDiedError as exc:
-            raise VerifierEngineDiedError(str(exc)) from exc
+            raise VerifierEngineDiedError(f"{exc}{output_note(self.output_log)}") from exc
         except EngineError as exc:
             raise PRMError(str(exc)) from exc
         return Probe(logprobs, len(prompt_token_ids), cached)
