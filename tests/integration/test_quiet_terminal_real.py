@@ -25,7 +25,7 @@ LOG_VARIABLES = (
 )
 # What `ttc solve` itself prints on stderr (not a terminal: no live status line).
 OUR_LINES = re.compile(
-    r"starting the vLLM engine .*|engine ready in \d+s; solving with .*|  candidate \d+: .*"
+    r"starting the vLLM engine .*|engine ready in \d+s|solving with .*|  candidate \d+: .*"
     r"|  score \d+: .*|selected candidate \d+: .*|done in [\d.]+s: .*"
 )
 NOISE = ("Triton", "NUMA", "Loading safetensors", "it/s]", "INFO", "WARNING", "Warning")
