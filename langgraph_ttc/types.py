@@ -65,6 +65,9 @@ class Completion:
     num_tokens: int
     logprob: float | None = None  # cumulative, when available
     token_ids: tuple[int, ...] | None = None  # the generated ids, when they decode to `text`
+    # a failed sample (the backend sent no usable text: empty, a tool call, withheld): why.
+    # Its text is empty; the run records the reason and goes on with the other samples.
+    error: str | None = None
 
 
 @runtime_checkable

@@ -15,10 +15,13 @@ import asyncio
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from pydantic import BaseModel
 
 from langgraph_ttc.errors import PolicyError
 from langgraph_ttc.policies.base import (
@@ -29,9 +32,29 @@ from langgraph_ttc.policies.base import (
     render_chat,
     validate_requests,
 )
+from langgraph_ttc.policies.replies import (
+    BASE_REPLY_BYTES,
+    ChoiceLogprobs,
+    CompletionChoice,
+    CompletionReply,
+    ModelList,
+    check_choice,
+    counted_tokens,
+    finish_reason,
+    first_position_logprobs,
+    max_reply_bytes,
+    ordered_choices,
+    parse_reply,
+    summed_logprob,
+)
 from langgraph_ttc.types import Completion, GenerationRequest
 
+M = TypeVar("M", bound=BaseModel)
+
 log = logging.getLogger(__name__)
+
+_IMPORT_LOCK = threading.Lock()
+MODEL_LIST_BYTES = 4 * BASE_REPLY_BYTES
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -50,9 +73,12 @@ class OpenAIPolicy:
 
     `tokenizer` (a Hugging Face id or path, or a tokenizer object) renders the chat template;
     it defaults to `model`. `max_concurrency` bounds HTTP requests in flight from this object
-    (each carries up to `n` samples). Connection errors, 408/409/429 and 5xx answers are retried
-    `max_retries` times with exponential backoff; then, or when the server is down or does not
-    serve `model`, a `PolicyError` names the URL and the cause.
+    (each carries up to `n` samples). Each HTTP call ends within `timeout` seconds, its retries
+    and the reading of its reply included. Connection errors, 408/409/429 and 5xx answers are
+    retried `max_retries` times with exponential backoff (or the server's Retry-After, unless
+    it ends past the deadline); then, or when the server is down or does not serve `model`, a
+    `PolicyError` names the URL, the cause and the tries made. Every reply is validated
+    (`langgraph_ttc.policies.replies`): a malformed one is a `PolicyError` too.
     """
 
     supports_prefix = True  # the prompt is rendered here, so any prefix is sent verbatim
@@ -108,7 +134,7 @@ class OpenAIPolicy:
                 base_url=self.base_url,
                 api_key=self.api_key,
                 timeout=self.timeout,
-                max_retries=self.max_retries,
+                max_retries=0,  # retried here, within the call's deadline (see _with_retries)
             )
         return self._client
 
@@ -142,7 +168,7 @@ class OpenAIPolicy:
 
     async def served_models(self) -> list[str]:
         """Model names the server lists at `/v1/models`."""
-        page = await self._call(self.client.models.list, "/models")
+        page = await self._call("/models", None, ModelList, MODEL_LIST_BYTES)
         return [m.id for m in page.data]
 
     def render_prompt(self, request: GenerationRequest) -> str:
@@ -156,32 +182,97 @@ class OpenAIPolicy:
             self._semaphore = asyncio.Semaphore(self.max_concurrency)
         return self._semaphore
 
-    async def _call(self, method: Any, endpoint: str, **body: Any) -> Any:
-        """One API call, with the client's retries; its failures become `PolicyError`s."""
+    async def _call(
+        self, endpoint: str, body: dict[str, Any] | None, model: type[M], limit: int
+    ) -> M:
+        """One API call within `timeout` seconds end to end (retries and reading the reply
+        included), its reply validated as `model`; every failure is a `PolicyError` (a
+        request the server rejects as invalid: `ValueError`)."""
+        url = self.base_url + endpoint
+        tries = [0]
+        deadline = asyncio.timeout(self.timeout)
+        try:
+            async with deadline:
+                raw, content_type = await self._with_retries(endpoint, body, limit, tries)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise PolicyError(
+                f"{url} did not answer within timeout={self.timeout}s ({_tries(tries[0])} made)"
+            ) from None
+        return parse_reply(model, raw, content_type, url)
+
+    async def _with_retries(
+        self, endpoint: str, body: dict[str, Any] | None, limit: int, tries: list[int]
+    ) -> tuple[bytes, str | None]:
+        """Connection errors, 408/409/429 and 5xx answers are tried again, `max_retries`
+        times, after an exponential backoff or the server's Retry-After; not when the wait
+        would end past the deadline. `tries[0]` counts the tries made."""
         # the openai client is an optional extra
         import openai
 
-        url = self.base_url + endpoint
-        try:
-            return await method(**body)
-        except openai.APIConnectionError as exc:  # also timeouts, after the retries
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.timeout
+        while True:
+            tries[0] += 1
+            try:
+                return await self._read(endpoint, body, limit)
+            except (openai.APIConnectionError, openai.APIStatusError) as exc:
+                wait = self._retry_wait(exc, tries[0])
+                if wait is None or loop.time() + wait >= ends:
+                    raise self._failure(exc, self.base_url + endpoint, tries[0]) from exc
+            log.info("retrying %s%s in %.2fs (try %d)", self.base_url, endpoint, wait, tries[0])
+            await asyncio.sleep(wait)
+
+    async def _read(
+        self, endpoint: str, body: dict[str, Any] | None, limit: int
+    ) -> tuple[bytes, str | None]:
+        """One HTTP request; its reply's bytes (at most `limit`) and content type."""
+        request = (
+            self.client.models.with_streaming_response.list()
+            if body is None
+            else self.client.completions.with_streaming_response.create(**body)
+        )
+        async with request as response:
+            chunks, size = [], 0
+            async for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise PolicyError(
+                        f"{self.base_url}{endpoint} sent a reply of more than {limit} bytes "
+                        "(see max_reply_bytes)"
+                    )
+                chunks.append(chunk)
+            return b"".join(chunks), response.headers.get("content-type")
+
+    def _retry_wait(self, exc: Exception, tries: int) -> float | None:
+        """Seconds to wait before trying again; None: do not."""
+        status = getattr(exc, "status_code", None)
+        retryable = status is None or status in (408, 409, 429) or status >= 500
+        if not retryable or tries > self.max_retries:
+            return None
+        after = _retry_after(getattr(exc, "response", None))
+        return after if after is not None else min(8.0, 0.5 * 2 ** (tries - 1))
+
+    def _failure(self, exc: Exception, url: str, tries: int) -> Exception:
+        """The error a failed call raises (`exc` is an openai error)."""
+        # the openai client is an optional extra
+        import openai
+
+        if isinstance(exc, openai.APIConnectionError):  # also per-read timeouts
             cause = exc.__cause__ or exc
-            raise PolicyError(
+            return PolicyError(
                 f"cannot reach the model server at {url} ({type(cause).__name__}: {cause}); "
-                f"is it running? (tried {self.max_retries + 1} times)"
-            ) from exc
-        except openai.NotFoundError as exc:
-            raise PolicyError(
-                f"{url} answered 404 for model {self.model!r}: {_message(exc)}"
-            ) from exc
-        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                f"is it running? ({_tries(tries)} made)"
+            )
+        if isinstance(exc, openai.NotFoundError):
+            return PolicyError(f"{url} answered 404 for model {self.model!r}: {_message(exc)}")
+        if isinstance(exc, openai.BadRequestError | openai.UnprocessableEntityError):
             # the request's fault (e.g. a prompt longer than the server's context), not the
             # server's: fails this run only, like the in-process engine's ValueError
-            raise ValueError(f"{url} rejected the request: {_message(exc)}") from exc
-        except openai.APIStatusError as exc:
-            retried = exc.status_code in (408, 409, 429) or exc.status_code >= 500
-            tries = f" after {self.max_retries + 1} tries" if retried else ""
-            raise PolicyError(f"{url} answered {exc.status_code}{tries}: {_message(exc)}") from exc
+            return ValueError(f"{url} rejected the request: {_message(exc)}")
+        status = getattr(exc, "status_code", "?")
+        return PolicyError(f"{url} answered {status} after {_tries(tries)}: {_message(exc)}")
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         """Sample every request concurrently (at most `max_concurrency` HTTP requests in
@@ -222,47 +313,49 @@ class OpenAIPolicy:
 
     async def _complete(self, request: GenerationRequest, meter: GenerationMeter) -> list[Any]:
         body = self.completion_body(request)
+        limit = max_reply_bytes(request.n, request.max_tokens)
         async with self._limit():
-            response = await self._call(self.client.completions.create, "/completions", **body)
-        choices = sorted(response.choices, key=lambda c: c.index)
-        if len(choices) != request.n:
-            raise PolicyError(
-                f"{self.base_url}/completions returned {len(choices)} choices for n={request.n}"
-            )
-        completions = [self._completion(choice, request) for choice in choices]
+            reply = await self._call("/completions", body, CompletionReply, limit)
+        url = self.base_url + "/completions"
+        choices = ordered_choices(reply, request.n, url)
+        completions = [self._completion(choice, request, url) for choice in choices]
         meter.add(completions)
         return completions
 
-    def _completion(self, choice: Any, request: GenerationRequest) -> Completion:
-        text = choice.text or ""
-        extra = choice.model_extra or {}
-        if "stop_reason" in extra:  # vLLM: the matched stop string, or a token id / None at EOS
-            stop_reason = extra["stop_reason"] if isinstance(extra["stop_reason"], str) else None
-        else:  # other servers: the stop string is in the text only if they keep it
-            stop_reason = next((s for s in request.stop if text.endswith(s)), None)
-        finish_reason = "length" if choice.finish_reason == "length" else "stop"
-        if finish_reason == "length":
-            stop_reason = None
-        logprobs = choice.logprobs
-        if logprobs is not None and logprobs.tokens is not None:
-            num_tokens = len(logprobs.tokens)
-            values = [v for v in (logprobs.token_logprobs or []) if v is not None]
-            logprob: float | None = float(sum(values)) if values else None
-        else:
-            num_tokens = len(self._tokenizer.encode(text, add_special_tokens=False))
-            logprob = None
+    def _completion(
+        self, choice: CompletionChoice, request: GenerationRequest, url: str
+    ) -> Completion:
+        check_choice(choice, request.max_tokens, url)
+        finish = finish_reason(choice, url)
+        text = choice.text
+        logprobs = choice.logprobs or ChoiceLogprobs()
+        reported = [
+            None if choice.token_ids is None else len(choice.token_ids),
+            None if logprobs.tokens is None else len(logprobs.tokens),
+        ]
+        num_tokens = counted_tokens(reported, self._count(text), request.max_tokens)
+        if finish is None:  # the server withheld this sample: a failed sample, not a text
+            reason = f"the server withheld sample {choice.index} ({choice.finish_reason})"
+            return Completion("", "stop", None, num_tokens, error=reason)
         return Completion(
             text=text,
-            finish_reason=finish_reason,
-            stop_reason=stop_reason,
+            finish_reason=finish,
+            stop_reason=None if finish == "length" else _stop_reason(choice, request, url),
             num_tokens=num_tokens,
-            logprob=logprob,
-            token_ids=(
-                generated_ids(self._tokenizer, text, extra["token_ids"])
-                if extra.get("token_ids")
-                else None
-            ),
+            logprob=summed_logprob(choice),
+            token_ids=self._generated_ids(text, choice.token_ids),
         )
+
+    def _count(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False)) if text else 0
+
+    def _generated_ids(self, text: str, ids: list[int] | None) -> tuple[int, ...] | None:
+        if not ids:
+            return None
+        try:
+            return generated_ids(self._tokenizer, text, ids)
+        except (ValueError, OverflowError, TypeError, IndexError):  # ids outside the vocabulary
+            return None
 
     async def next_token_logprobs(
         self, requests: Sequence[GenerationRequest], tokens: Sequence[str]
@@ -289,9 +382,10 @@ class OpenAIPolicy:
                     "return_tokens_as_token_ids": True,
                 },
             }
+            limit = max_reply_bytes(1, len(unique))
             async with self._limit():
-                response = await self._call(self.client.completions.create, "/completions", **body)
-            by_id = _first_position_logprobs(response)
+                reply = await self._call("/completions", body, CompletionReply, limit)
+            by_id = first_position_logprobs(reply, self.base_url + "/completions")
             missing = [i for i in unique if i not in by_id]
             if missing:
                 raise PolicyError(
@@ -313,28 +407,48 @@ class OpenAIPolicy:
         self._client = None
 
 
-def _first_position_logprobs(response: Any) -> dict[int, float]:
-    """{token id: logprob} of the first generated position, from `return_tokens_as_token_ids`
-    keys ("token_id:123"); vLLM writes -9999.0 for -inf."""
-    choice = response.choices[0]
-    top = (choice.logprobs.top_logprobs or [None])[0] if choice.logprobs else None
-    out: dict[int, float] = {}
-    for key, value in (top or {}).items():
-        if key.startswith("token_id:"):
-            out[int(key.removeprefix("token_id:"))] = -math.inf if value <= -9999.0 else value
-    return out
+def _stop_reason(choice: CompletionChoice, request: GenerationRequest, url: str) -> str | None:
+    """The stop string that ended a sample. vLLM says which (`stop_reason`: the string, or a
+    token id / None at EOS); other servers keep it in the text only if they keep it."""
+    if "stop_reason" not in choice.model_fields_set:
+        return next((s for s in request.stop if choice.text.endswith(s)), None)
+    named = choice.stop_reason
+    if isinstance(named, str) and named not in request.stop:
+        raise PolicyError(
+            f"{url} choice {choice.index}: stop_reason names a stop string the request did not "
+            "ask for"
+        )
+    return named if isinstance(named, str) else None
 
 
-def _message(exc: Any) -> str:
+def _tries(count: int) -> str:
+    return "1 try" if count == 1 else f"{count} tries"
+
+
+def _retry_after(response: Any) -> float | None:
+    """A Retry-After header's seconds (an HTTP date or garbage: None)."""
+    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _message(exc: Any, most: int = 500) -> str:
+    """The server's error message, cut to `most` characters."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
-        return str(body.get("message") or body.get("detail") or body)
-    return str(getattr(exc, "message", exc))
+        return str(body.get("message") or body.get("detail") or body)[:most]
+    return str(getattr(exc, "message", exc))[:most]
 
 
 def _load_tokenizer(ref: str) -> Any:
-    # heavy: only this path needs transformers
-    from transformers import AutoTokenizer
+    # transformers' lazy module is not safe to import from two threads at once (a start
+    # cancelled mid-import, then another start): one import at a time
+    with _IMPORT_LOCK:
+        # heavy: only this path needs transformers
+        from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(ref)
