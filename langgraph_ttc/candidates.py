@@ -43,6 +43,9 @@ def from_completion(
         finish_reason="length" if completion.finish_reason == "length" else "stop",
         **lineage,
     )
+    if getattr(completion, "error", None):  # a failed sample: no text, no answer
+        candidate["error"] = str(completion.error)
+        return candidate
     return with_answer(candidate, extractor)
 
 

@@ -15,6 +15,7 @@ from langgraph_ttc.backends import no_prefix_reason, supports_prefix
 from langgraph_ttc.types import Completion, GenerationRequest
 
 T = TypeVar("T")
+TOKEN_ID_LIMIT = 2**31  # token ids are int32 in every engine
 
 
 def validate_requests(requests: Sequence[GenerationRequest]) -> None:
@@ -24,6 +25,20 @@ def validate_requests(requests: Sequence[GenerationRequest]) -> None:
             raise ValueError(f"invalid request: n={request.n}, max_tokens={request.max_tokens}")
         if request.temperature == 0 and request.n > 1:
             raise ValueError("temperature 0 with n > 1 would return identical samples")
+        check_token_ids(request.prefix_token_ids)
+
+
+def check_token_ids(ids: Sequence[int] | None) -> None:
+    """`prefix_token_ids`: None, or token ids (ints in [0, 2**31))."""
+    if ids is None:
+        return
+    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+        raise ValueError(f"prefix_token_ids must be a sequence of token ids, got {type(ids)}")
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < TOKEN_ID_LIMIT:
+            raise ValueError(
+                f"prefix_token_ids holds {str(i)[:30]!r}: token ids are ints in [0, 2**31)"
+            )
 
 
 def render_chat(tokenizer: Any, request: GenerationRequest) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from langchain_core.outputs import ChatGeneration
 
 from langgraph_ttc.errors import PolicyError
 from langgraph_ttc.policies.base import GenerationMeter, gather_or_cancel, validate_requests
+from langgraph_ttc.policies.replies import estimate_tokens, max_text_chars
 from langgraph_ttc.types import Completion, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,11 @@ Continuation = Literal["auto", "vllm", "none"]
 # Keys chat integrations use for the stop sequence that ended a generation.
 _STOP_KEYS = ("stop_reason", "stop_sequence", "matched_stop")
 _CONNECTION_ERRORS = {"APIConnectionError", "APITimeoutError", "ConnectError", "ConnectTimeout"}
+# finish reasons (lowercased) of a reply cut by max_tokens, and of one the provider withheld;
+# any other reason is an ordinary end ("stop")
+_LENGTH = {"length", "max_tokens"}
+_WITHHELD = {"content_filter", "safety", "refusal", "prohibited_content", "blocklist"}
+_NO_CAP = 2**31
 
 
 def is_vllm_openai_client(model: BaseChatModel) -> bool:
@@ -139,7 +146,7 @@ class ChatModelPolicy:
         batches = await gather_or_cancel(self._call(request, n, seed, meter) for n, seed in calls)
         completions = [c for batch in batches for c in batch]
         if len(completions) != request.n:
-            raise RuntimeError(
+            raise PolicyError(
                 f"{type(self.model).__name__} returned {len(completions)} samples for n={request.n}"
             )
         return completions
@@ -159,9 +166,13 @@ class ChatModelPolicy:
                         f"{type(self.model).__name__} cannot reach its model server: {exc}"
                     ) from exc
                 raise
-        generations = result.generations[0]
+        generations = result.generations[0] if result.generations else []
+        if len(generations) != n:
+            raise PolicyError(
+                f"{type(self.model).__name__} returned {len(generations)} samples for n={n}"
+            )
         completions = [
-            to_completion(g, request.stop, share=len(generations))  # type: ignore[arg-type]
+            to_completion(g, request.stop, len(generations), request.max_tokens)  # type: ignore[arg-type]
             for g in generations
         ]
         meter.add(completions)
@@ -178,40 +189,101 @@ def _is_unreachable(exc: BaseException) -> bool:
     return False
 
 
-def to_completion(generation: ChatGeneration, stops: Sequence[str], share: int = 1) -> Completion:
+def to_completion(
+    generation: ChatGeneration,
+    stops: Sequence[str],
+    share: int = 1,
+    max_tokens: int | None = None,
+) -> Completion:
     """A `Completion` from one chat generation: the stop string restored, the token count from
-    the logprobs (else the usage, split over the `share` samples of one call)."""
+    the logprobs, else the usage split over the `share` samples of one call, else estimated
+    from the text (`estimate_tokens`), clipped to `max_tokens`. An empty or tool-call-only
+    reply, or one the provider withheld (content filter), is a failed sample with a reason."""
     message = generation.message
     text = message.content if isinstance(message.content, str) else message.text
+    if not isinstance(text, str):
+        raise PolicyError(f"the chat model sent a {type(text).__name__} as the text")
+    if max_tokens is not None and len(text) > max_text_chars(max_tokens):
+        raise PolicyError(
+            f"the chat model sent {len(text)} characters for max_tokens={max_tokens} "
+            f"(at most {max_text_chars(max_tokens)})"
+        )
     info: dict[str, Any] = {**message.response_metadata, **(generation.generation_info or {})}
-    finish = str(info.get("finish_reason") or info.get("stop_reason") or "stop")
-    if finish in ("length", "max_tokens"):
-        return Completion(text, "length", None, _num_tokens(message, info, share), _logprob(info))
+    tokens = _num_tokens(message, info, share, text, max_tokens)
+    finish = str(info.get("finish_reason") or info.get("stop_reason") or "stop").lower()
+    failure = _failure(message, text, finish)
+    if failure is not None:
+        return Completion("", "stop", None, tokens, error=failure)
+    if finish in _LENGTH:
+        return Completion(text, "length", None, tokens, _logprob(info))
     stop_reason = next((s for s in stops if text.endswith(s)), None)  # the backend kept it
     if stop_reason is None:
         named = next((info[k] for k in _STOP_KEYS if isinstance(info.get(k), str)), None)
         if named in stops:
             stop_reason, text = named, text + named
-    return Completion(text, "stop", stop_reason, _num_tokens(message, info, share), _logprob(info))
+    return Completion(text, "stop", stop_reason, tokens, _logprob(info))
+
+
+def _failure(message: BaseMessage, text: str, finish: str) -> str | None:
+    """Why a reply holds no usable text (None: it does)."""
+    if finish in _WITHHELD:
+        return f"the chat model withheld the reply (finish_reason {finish[:40]!r})"
+    if text.strip():
+        return None
+    if getattr(message, "tool_calls", None) or getattr(message, "invalid_tool_calls", None):
+        return "the chat model replied with a tool call and no text"
+    return "the chat model sent an empty reply"
 
 
 def _token_logprobs(info: Mapping[str, Any]) -> list[float] | None:
     logprobs = info.get("logprobs")
-    if isinstance(logprobs, Mapping) and isinstance(logprobs.get("content"), list):
-        return [float(t["logprob"]) for t in logprobs["content"] if t.get("logprob") is not None]
-    return None
+    if not (isinstance(logprobs, Mapping) and isinstance(logprobs.get("content"), list)):
+        return None
+    values = []
+    for token in logprobs["content"]:
+        value = token.get("logprob") if isinstance(token, Mapping) else "not a mapping"
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PolicyError(f"the chat model sent a logprob of type {type(value).__name__}")
+        if not (math.isfinite(value) and value <= 0):
+            raise PolicyError(f"the chat model sent the logprob {value!r} (not finite and <= 0)")
+        values.append(float(value))
+    return values
 
 
-def _num_tokens(message: BaseMessage, info: Mapping[str, Any], share: int) -> int:
+def _num_tokens(
+    message: BaseMessage, info: Mapping[str, Any], share: int, text: str, max_tokens: int | None
+) -> int:
+    """Tokens one sample generated: the logprobs' count, else its share of the reported usage,
+    else (none reported, or 0 for a text) estimated from the text; at most `max_tokens`."""
+    cap = max_tokens if max_tokens is not None else _NO_CAP
     logprobs = _token_logprobs(info)
-    if logprobs is not None:
-        return len(logprobs)
+    if logprobs is not None and len(logprobs) > cap:
+        raise PolicyError(f"the chat model sent {len(logprobs)} logprobs for max_tokens={cap}")
+    reported = len(logprobs) if logprobs is not None else _reported_usage(message, share, cap)
+    if not reported and text:
+        reported = estimate_tokens(text)
+    return min(cap, reported or 0)
+
+
+def _reported_usage(message: BaseMessage, share: int, cap: int) -> int | None:
+    """This sample's share of the reported output tokens (None: none reported); a negative,
+    non-integer or impossible count (more than the call could generate) is a PolicyError."""
     usage = getattr(message, "usage_metadata", None)
-    if usage:
-        return round(usage.get("output_tokens", 0) / max(share, 1))
-    return 0
+    if not usage or "output_tokens" not in usage:
+        return None
+    count = usage["output_tokens"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise PolicyError(f"the chat model reported output_tokens={str(count)[:40]}")
+    if count > cap * max(share, 1):
+        raise PolicyError(
+            f"the chat model reported output_tokens={count} for {share} samples of at most "
+            f"{cap} tokens"
+        )
+    return round(count / max(share, 1))
 
 
 def _logprob(info: Mapping[str, Any]) -> float | None:
     logprobs = _token_logprobs(info)
-    return float(sum(logprobs)) if logprobs else None
+    return float(math.fsum(logprobs)) if logprobs else None

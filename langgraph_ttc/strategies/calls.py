@@ -60,12 +60,18 @@ def check_completions(
                 f"the policy returned {got!r} completions for request {i} (n={request.n})"
             )
         for completion in completions:
-            if not isinstance(getattr(completion, "text", None), str) or not isinstance(
-                getattr(completion, "num_tokens", None), int
-            ):
-                raise PolicyContractError(
-                    f"the policy returned {completion!r} for request {i}; expected a Completion"
-                )
+            check_completion(completion, i)
+
+
+def check_completion(completion: Completion, i: int) -> None:
+    """A Completion with a text and a token count >= 0 (a budget is charged with it)."""
+    tokens = getattr(completion, "num_tokens", None)
+    if not isinstance(getattr(completion, "text", None), str) or not isinstance(tokens, int):
+        raise PolicyContractError(
+            f"the policy returned {str(completion)[:200]} for request {i}; expected a Completion"
+        )
+    if isinstance(tokens, bool) or tokens < 0:
+        raise PolicyContractError(f"the policy counted {tokens} tokens for request {i}")
 
 
 async def score_steps(

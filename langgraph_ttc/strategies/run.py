@@ -72,7 +72,8 @@ class Run(Generic[S]):
         """One batched policy call, bounded by `policy_timeout`, its results checked against
         the contract; token progress streams as "generation" events. With a token budget, the
         requests' max_tokens are capped to what is left, and the generated tokens count
-        against it."""
+        against it (each sample at most its max_tokens). A failed sample (`Completion.error`)
+        costs only itself: its reason goes to usage["errors"] and an "error" event."""
         requests = self.budget.capped(requests)
 
         def on_progress(report: progress.GenerationProgress) -> None:
@@ -81,13 +82,26 @@ class Run(Generic[S]):
         results = await call_policy(
             self.policy, requests, self.settings.policy_timeout, on_progress
         )
-        tokens = sum(c.num_tokens for completions in results for c in completions)
+        tokens = sum(
+            min(c.num_tokens, request.max_tokens)
+            for request, completions in zip(requests, results, strict=True)
+            for c in completions
+        )
         self.budget.charge(tokens)
+        failures = [
+            f"sample {j} of request {i} failed: {c.error}"
+            for i, completions in enumerate(results)
+            for j, c in enumerate(completions)
+            if getattr(c, "error", None)
+        ]
+        for failure in failures:
+            events.emit(events.error(self.strategy, failure, iteration=iteration))
         return results, {
             **empty_usage(),
             "policy_tokens": tokens,
             "policy_calls": 1,
             "budget_spent": tokens,
+            "errors": failures,
         }
 
     async def score(

@@ -51,7 +51,15 @@ def judge_messages(
 
 def yes_probability(logprobs: dict[str, float]) -> float:
     """P(yes) normalised over the yes / no candidate tokens. Several spellings can share a
-    token id, so each distinct log-probability value per side is counted once."""
+    token id, so each distinct log-probability value per side is counted once. A value that
+    is not a log-probability (not a number, NaN, above 0) is a PRMError."""
+    if not isinstance(logprobs, dict):
+        raise PRMError(f"the judge's policy sent {type(logprobs).__name__}, not log-probabilities")
+    for token, value in logprobs.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise PRMError(f"the judge's logprob of {token!r} is a {type(value).__name__}")
+        if math.isnan(value) or value > 1e-6:
+            raise PRMError(f"the judge's logprob of {token!r} is {value!r}, not a log-probability")
     yes = {logprobs[t] for t in YES_TOKENS if t in logprobs}
     no = {logprobs[t] for t in NO_TOKENS if t in logprobs}
     p_yes = sum(math.exp(v) for v in yes if v != -math.inf)
