@@ -9,6 +9,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field
 
 from langgraph_ttc.policies import ChatModelPolicy, PolicyError, require_prefix_support
+from langgraph_ttc.policies.replies import estimate_tokens
 from langgraph_ttc.strategies import create_beam_search, create_best_of_n, create_dvts
 from langgraph_ttc.types import GenerationRequest
 from langgraph_ttc.verifiers import ArithmeticVerifier
@@ -171,3 +172,94 @@ class UnreachableChat(FakeChat):
 async def test_an_unreachable_server_is_a_policy_error():
     with pytest.raises(PolicyError, match="UnreachableChat cannot reach its model server"):
         await ChatModelPolicy(UnreachableChat()).generate([GenerationRequest(MESSAGES)])
+
+
+class ScriptedChat(BaseChatModel):
+    """Sends the same message every call (a hostile or broken provider)."""
+
+    message: AIMessage
+    info: dict[str, Any] = Field(default_factory=lambda: {"finish_reason": "stop"})
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-chat"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return ChatResult(
+            generations=[ChatGeneration(message=self.message, generation_info=self.info)]
+        )
+
+
+WORDS_300 = " ".join(["word"] * 300)
+
+
+async def test_a_model_reporting_no_usage_is_charged_an_estimate():
+    policy = ChatModelPolicy(ScriptedChat(message=AIMessage(content=WORDS_300)))
+    [[sample]] = await policy.generate([GenerationRequest(MESSAGES, max_tokens=1000)])
+    assert sample.num_tokens == estimate_tokens(WORDS_300) == 375  # 1,499 characters / 4
+    [[cut]] = await policy.generate([GenerationRequest(MESSAGES, max_tokens=100)])
+    assert cut.num_tokens == 100  # never more than asked for
+    graph = create_best_of_n(policy, None, n=4, max_tokens=300, budget_tokens=150)
+    out = await graph.ainvoke({"problem": "What is 2 + 2?"})
+    assert out["usage"]["budget_spent"] == 150  # the budget was charged, and capped
+
+
+async def test_a_reported_usage_of_zero_for_a_text_is_not_believed():
+    usage = {"input_tokens": 1, "output_tokens": 0, "total_tokens": 1}
+    model = ScriptedChat(message=AIMessage(content=WORDS_300, usage_metadata=usage))
+    [[sample]] = await ChatModelPolicy(model).generate([GenerationRequest(MESSAGES)])
+    assert sample.num_tokens == estimate_tokens(WORDS_300)
+
+
+@pytest.mark.parametrize("count", [-500, 10**9])
+async def test_an_impossible_reported_usage_is_a_policy_error(count):
+    usage = {"input_tokens": 1, "output_tokens": count, "total_tokens": 1}
+    model = ScriptedChat(message=AIMessage(content="4", usage_metadata=usage))
+    with pytest.raises(PolicyError, match=f"output_tokens={count}"):
+        await ChatModelPolicy(model).generate([GenerationRequest(MESSAGES, max_tokens=50)])
+    graph = create_best_of_n(ChatModelPolicy(model), None, n=2, max_tokens=50)
+    with pytest.raises(PolicyError):
+        await graph.ainvoke({"problem": "What is 2 + 2?"})
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (AIMessage(content=""), "an empty reply"),
+        (AIMessage(content="  \n"), "an empty reply"),
+        (
+            AIMessage(content="", tool_calls=[{"name": "calc", "args": {"x": 1}, "id": "c1"}]),
+            "a tool call and no text",
+        ),
+    ],
+)
+async def test_empty_and_tool_call_replies_are_isolated_failures(message, reason):
+    policy = ChatModelPolicy(ScriptedChat(message=message))
+    [[sample]] = await policy.generate([GenerationRequest(MESSAGES)])
+    assert sample.text == "" and reason in sample.error
+    out = await create_best_of_n(policy, None, n=2).ainvoke({"problem": "What is 2 + 2?"})
+    assert out["answer"] is None
+    assert len(out["usage"]["errors"]) == 2 and reason in out["usage"]["errors"][0]
+    assert all(reason in c["error"] for c in out["candidates"])
+
+
+async def test_a_withheld_reply_is_an_isolated_failure():
+    model = ScriptedChat(
+        message=AIMessage(content="partial"), info={"finish_reason": "content_filter"}
+    )
+    [[sample]] = await ChatModelPolicy(model).generate([GenerationRequest(MESSAGES)])
+    assert sample.text == "" and "withheld" in sample.error
+
+
+@pytest.mark.parametrize("logprob", ["x", float("nan"), 0.5, True])
+async def test_bad_logprobs_from_a_chat_model_are_a_policy_error(logprob):
+    info = {"finish_reason": "stop", "logprobs": {"content": [{"token": "4", "logprob": logprob}]}}
+    model = ScriptedChat(message=AIMessage(content="4"), info=info)
+    with pytest.raises(PolicyError, match="logprob"):
+        await ChatModelPolicy(model).generate([GenerationRequest(MESSAGES)])
+
+
+async def test_a_huge_text_from_a_chat_model_is_a_policy_error():
+    model = ScriptedChat(message=AIMessage(content="x" * 100_000))
+    with pytest.raises(PolicyError, match="100000 characters for max_tokens=20"):
+        await ChatModelPolicy(model).generate([GenerationRequest(MESSAGES, max_tokens=20)])
