@@ -1,7 +1,7 @@
 """Robustness census: how the library ends on fuzzed settings, inputs, hostile text and faulty
 backends (protocol fakes, no engine), counted per outcome.
 
-    .venv/bin/python bench/robustness.py --cases 400 [--seed 0]
+    .venv/bin/python bench/robustness.py --cases 400 [--seed 0] [--kind replies]
 
 Outcomes: "answer" (a normal output), "isolated" (an output that records the failures it met in
 usage["errors"]), "clear error" (ValueError / TimeoutError / the backend's own error, with a
@@ -25,7 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import robustness_replies  # bench/ is the script's directory
+
 from langgraph_ttc.answers import extract_answer, extract_boxed, normalize_answer, strict_answer
+from langgraph_ttc.errors import TTCError
 from langgraph_ttc.selection import split_steps
 from langgraph_ttc.strategies import STRATEGIES, create_strategy
 from langgraph_ttc.verifiers import ArithmeticVerifier
@@ -115,7 +118,7 @@ async def outcome(build, inp, *, faulty: bool, context=None) -> str:
     try:
         async with deadline:
             out = await graph.ainvoke(inp, context=context)
-    except (ValueError, TimeoutError, ConnectionError) as error:
+    except (ValueError, TimeoutError, ConnectionError, TTCError) as error:
         if deadline.expired():
             return "hang"
         return "clear error" if str(error) else "crash"
@@ -176,10 +179,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=400, help="cases per kind")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", action="append", help="only these kinds (repeatable)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the isolated failures are counted, not logged
     columns = ["answer", "isolated", "clear error", "silent-wrong", "crash", "hang"]
-    kinds = asyncio.run(census(args.cases, random.Random(args.seed)))
+    wanted = set(args.kind or ())
+    kinds = {}
+    if not wanted or wanted - {"replies"}:
+        kinds |= asyncio.run(census(args.cases, random.Random(args.seed)))
+    if not wanted or "replies" in wanted:
+        kinds |= asyncio.run(robustness_replies.census(args.cases, random.Random(args.seed)))
+    kinds = {k: v for k, v in kinds.items() if not wanted or k in wanted}
     print(f"| kind | cases | {' | '.join(columns)} |")
     print("|---|---|" + "---|" * len(columns))
     for kind, counts in kinds.items():
@@ -188,7 +198,7 @@ def main() -> None:
             + " | ".join(str(counts[c]) for c in columns)
             + " |"
         )
-    for crash in CRASHES:
+    for crash in CRASHES + robustness_replies.CRASHES:
         print(f"crash: {crash}")
     print("\nworst time on 1 MB of hostile input:")
     for name, (seconds, label) in worst_text_times().items():

@@ -15,8 +15,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from random import Random
 from typing import Any
 
+from langgraph_ttc.policies.replies import max_text_chars
 from langgraph_ttc.vllm_serve import free_port
 
 Body = dict[str, Any]
@@ -117,9 +119,22 @@ def _nan_body(body: Body) -> bytes:
     return json.dumps(reply(out)).encode()  # json writes NaN, as some servers do
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: `drip` sends a valid-looking head, then a byte every half second."""
+
+    status: int = 200
+    content_type: str = JSON
+    raw: bytes = b""
+    headers: str = ""
+    drip: bool = False
+
+
 @dataclass
 class HostileServer:
     mode: str = "ok"
+    # when set, answers /v1/completions instead of `mode`: the request's body -> a Reply
+    script: Callable[[Body], Reply] | None = None
     drip_seconds: float = 0.5
     completions_calls: int = 0
     received: list[Body] = field(default_factory=list)
@@ -148,6 +163,15 @@ class HostileServer:
     async def _completions(self, writer: asyncio.StreamWriter, body: Body) -> None:
         self.completions_calls += 1
         self.received.append(body)
+        if self.script is not None:
+            scripted = self.script(body)
+            if scripted.drip:
+                await self._drip(writer)
+            else:
+                await _write(
+                    writer, scripted.status, scripted.content_type, scripted.raw, scripted.headers
+                )
+            return
         if self.mode == "drip":
             await self._drip(writer)
             return
@@ -234,3 +258,105 @@ async def _write(
         writer.write(raw[start : start + (1 << 16)])
         await writer.drain()
     await writer.drain()
+
+
+# -- random replies (the fuzz suite and the robustness census) ---------------------------------
+
+STOPS = ("\n\n",)
+ODD = [None, True, -1, 1.5, 10**12, "x", "", [], {}, [1, "a"], {"a": 1}]
+ODD_LOGPROBS = ["x", float("nan"), float("inf"), 0.5, True, [], 1e308]
+
+
+def _mutate_choice(rng: Random, c: Body, max_tokens: int) -> str:
+    """Breaks one field of a choice (each value below is invalid for any request); says how."""
+    too_long = "x" * rng.choice([max_text_chars(max_tokens) + 1, 3_000_000])
+    field_name = rng.choice(["index", "text", "finish_reason", "logprobs", "token_ids", "stop"])
+    if field_name == "index":
+        c["index"] = rng.choice([None, -1, "0", 1.5, 10**12, True])
+    elif field_name == "text":
+        c["text"] = rng.choice([None, 4, [], {}, too_long])
+    elif field_name == "finish_reason":
+        c["finish_reason"] = rng.choice([None, "banana", 4, "content_filter", ""])
+    elif field_name == "logprobs":
+        values = c["logprobs"]["token_logprobs"]
+        if rng.random() < 0.3:
+            c["logprobs"]["tokens"] = ["t"] * rng.choice([max_tokens + 1, 100_000])
+        else:
+            values.insert(rng.randrange(len(values) + 1), rng.choice(ODD_LOGPROBS))
+    elif field_name == "token_ids":
+        c["token_ids"] = rng.choice([[-1], [2**31], ["1"], [1.5], [10**12, -5], "12", [True]])
+    else:
+        c["stop_reason"] = rng.choice(["zz", [], {}, 1.5])
+    return f"choice {field_name}"
+
+
+def _mutate_body(rng: Random, body: Body, n: int) -> Reply | str:
+    """Breaks the reply as a whole; a Reply replaces it, a string says what changed."""
+    kind = rng.choice(["choices", "drop", "duplicate", "wrap", "raw", "status", "drip"])
+    if kind == "choices":
+        body["choices"] = rng.choice([None, [], {}, "x", 4])
+    elif kind == "drop" or (kind == "duplicate" and n == 1):
+        body["choices"].pop(rng.randrange(n))
+    elif kind == "duplicate":
+        body["choices"][1] = {**body["choices"][1], "index": body["choices"][0]["index"]}
+    elif kind == "wrap":
+        return Reply(raw=json.dumps(rng.choice([[body], "body", None, 4])).encode())
+    elif kind == "raw":
+        raw = json.dumps(body).encode()
+        return rng.choice(
+            [
+                Reply(raw=raw[: rng.randrange(1, len(raw))]),
+                Reply(content_type="text/html", raw=b"<html>bad gateway</html>"),
+                Reply(content_type="text/event-stream", raw=b"data: " + raw + b"\n\n"),
+                Reply(raw=b"\xff\xfe" + raw),
+                Reply(raw=b"[" * 50_000),
+            ]
+        )
+    elif kind == "status":
+        status = rng.choice([429, 500, 503])
+        retry = rng.choice(["", "Retry-After: 100000\r\n", "Retry-After: soon\r\n"])
+        return Reply(status=status, raw=b'{"error": {"message": "busy"}}', headers=retry)
+    else:
+        return Reply(drip=True)
+    return kind
+
+
+def _benign(rng: Random, body: Body, faulty: bool) -> str:
+    """A change that leaves the reply valid: the policy must answer as usual (after a fault,
+    none that could remove it)."""
+    kind = rng.choice(["shuffle", "usage", "extra", *([] if faulty else ["optional"])])
+    if kind == "shuffle":
+        rng.shuffle(body["choices"])
+    elif kind == "optional":
+        for c in body["choices"]:
+            c.pop(rng.choice(["logprobs", "stop_reason", "token_ids"]), None)
+    elif kind == "usage":
+        body["usage"] = rng.choice([{"completion_tokens": -500}, "x", None, {"x": []}])
+    else:
+        body["x_extra"] = {"nested": [1, 2, {"a": None}]}
+    return kind
+
+
+def random_reply(rng: Random, request: Body) -> tuple[Reply, str | None]:
+    """A reply to `request` (a /v1/completions body), and the fault injected (None: a benign
+    change only, the reply is valid)."""
+    n, max_tokens = int(request.get("n") or 1), int(request.get("max_tokens") or 16)
+    text = rng.choice(["2 + 2 = 4. The answer is \\boxed{4}.", "4", "", "The answer is 5."])
+    words = (text.split(" ") if text else [])[:max_tokens]
+    body = reply([choice(i, text, logprobs=_logprobs(words)) for i in range(n)])
+    fault: str | None = None
+    if rng.random() < 0.8:
+        if rng.random() < 0.6:
+            fault = _mutate_choice(rng, rng.choice(body["choices"]), max_tokens)
+        else:
+            outcome = _mutate_body(rng, body, n)
+            if isinstance(outcome, Reply):
+                return outcome, "body " + ("drip" if outcome.drip else str(outcome.status))
+            fault = "body " + outcome
+    if rng.random() < 0.5:
+        _benign(rng, body, fault is not None)
+    return Reply(raw=json.dumps(body).encode()), fault
+
+
+def _logprobs(words: list[str]) -> Body:
+    return {"tokens": words, "token_logprobs": [-0.5] * len(words)}
