@@ -325,6 +325,10 @@ def _benign(rng: Random, body: Body, faulty: bool) -> str:
     """A change that leaves the reply valid: the policy must answer as usual (after a fault,
     none that could remove it)."""
     kind = rng.choice(["shuffle", "usage", "extra", *([] if faulty else ["optional"])])
+    if not isinstance(body.get("choices"), list) or not all(
+        isinstance(c, dict) for c in body["choices"]
+    ):
+        kind = "extra"
     if kind == "shuffle":
         rng.shuffle(body["choices"])
     elif kind == "optional":
