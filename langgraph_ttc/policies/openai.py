@@ -255,7 +255,14 @@ class OpenAIPolicy:
         return after if after is not None else min(8.0, 0.5 * 2 ** (tries - 1))
 
     def _failure(self, exc: Exception, url: str, tries: int) -> Exception:
-        """The error a failed call raises (`exc` is an openai error)."""
+        """The error a failed call raises (`exc` is an openai error), the API key blanked out
+        of anything the server said."""
+        error = self._failure_of(exc, url, tries)
+        if len(self.api_key) >= 8 and self.api_key in str(error):
+            return type(error)(str(error).replace(self.api_key, "***"))
+        return error
+
+    def _failure_of(self, exc: Exception, url: str, tries: int) -> Exception:
         # the openai client is an optional extra
         import openai
 

@@ -3,19 +3,21 @@ endless reply ends in a clear `PolicyError` naming the URL (never the API key) w
 call's timeout; tokens are counted by the policy; a withheld sample is an isolated failure."""
 
 import asyncio
+import json
 import re
 import threading
 import time
 
 import pytest
 
+from langgraph_ttc.errors import PolicyContractError
 from langgraph_ttc.models import prepare_embedded_model
 from langgraph_ttc.policies import OpenAIPolicy, PolicyError
 from langgraph_ttc.policies.openai import _load_tokenizer
 from langgraph_ttc.policies.replies import counted_tokens, estimate_tokens, max_text_chars
 from langgraph_ttc.strategies import create_best_of_n
-from langgraph_ttc.types import GenerationRequest
-from tests.unit.hostile_server import HostileServer
+from langgraph_ttc.types import Completion, GenerationRequest
+from tests.unit.hostile_server import HostileServer, Reply
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
 SECRET = "sk-SECRET-123"
@@ -68,7 +70,7 @@ def server():
 
 
 def make_policy(server: HostileServer, tokenizer_dir: str, **kwargs) -> OpenAIPolicy:
-    options = {"timeout": 3.0, "max_retries": 1, "api_key": SECRET, **kwargs}
+    options = {"timeout": 10.0, "max_retries": 1, "api_key": SECRET, **kwargs}
     return OpenAIPolicy(server.url, "fake-model", tokenizer=tokenizer_dir, **options)
 
 
@@ -89,18 +91,21 @@ async def test_a_malformed_reply_is_a_policy_error_naming_the_url(server, tokeni
 
 
 async def test_a_dripping_server_ends_within_the_timeout(server, tokenizer_dir):
-    server.mode = "drip"
+    policy = make_policy(server, tokenizer_dir)
+    await policy.start()
+    policy.timeout = 2.0
+    server.mode = "drip"  # one byte every 0.5 s, never the end of the reply
     started = time.monotonic()
-    error = await fails(make_policy(server, tokenizer_dir, timeout=2.0))
-    assert time.monotonic() - started < 4.0
-    assert "did not answer within timeout=2.0s (1 try made)" in str(error)
+    error = await fails(policy)
+    assert time.monotonic() - started < 5.0  # 2 s, and room for a loaded machine
+    assert "/completions did not answer within timeout=2.0s (1 try made)" in str(error)
 
 
 async def test_a_retry_after_past_the_deadline_is_not_waited_for(server, tokenizer_dir):
     server.mode = "retry-after huge"
     calls, started = server.completions_calls, time.monotonic()
     error = await fails(make_policy(server, tokenizer_dir, max_retries=3))
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # no 100000 s wait
     assert "answered 503 after 1 try" in str(error)
     assert server.completions_calls == calls + 1
 
@@ -195,3 +200,39 @@ def test_tokenizers_load_from_many_threads_at_once(tokenizer_dir):
     for thread in threads:
         thread.join(timeout=120)
     assert errors == [] and len(loaded) == 4
+
+
+async def test_an_error_message_never_echoes_the_api_key(server, tokenizer_dir):
+    def echo(body):
+        message = json.dumps({"error": {"message": f"bad key {SECRET}"}}).encode()
+        return Reply(status=400, raw=message)
+
+    server.script = echo
+    try:
+        with pytest.raises(ValueError, match=r"rejected the request: bad key \*\*\*") as info:
+            await make_policy(server, tokenizer_dir).generate([REQUEST])
+    finally:
+        server.script = None
+    assert SECRET not in str(info.value)
+
+
+class CountingPolicy:
+    """Reports `num_tokens` for every sample, whatever it generated."""
+
+    def __init__(self, num_tokens: int) -> None:
+        self.num_tokens = num_tokens
+
+    async def generate(self, requests):
+        return [
+            [Completion("The answer is 4.", "stop", None, self.num_tokens) for _ in range(r.n)]
+            for r in requests
+        ]
+
+
+async def test_a_run_charges_at_most_max_tokens_per_sample_and_refuses_negative_counts():
+    graph = create_best_of_n(CountingPolicy(10**6), None, n=4, max_tokens=20, budget_tokens=100)
+    out = await graph.ainvoke({"problem": "What is 2 + 2?"})
+    assert out["usage"]["budget_spent"] == out["usage"]["policy_tokens"] == 80
+    graph = create_best_of_n(CountingPolicy(-500), None, n=4, max_tokens=20)
+    with pytest.raises(PolicyContractError, match="counted -500 tokens"):
+        await graph.ainvoke({"problem": "What is 2 + 2?"})
