@@ -452,3 +452,9 @@ def test_prm_engine_args_reuse_the_policy_settings():
     assert chosen.build_args("/m", True)["block_size"] == 64
     with pytest.raises(ValueError, match="engine_from"):
         EngineHandle(None)
+
+
+@pytest.mark.parametrize("logprobs", [{"Yes": "high"}, {"Yes": math.nan}, {"Yes": 0.5}, ["Yes"]])
+def test_yes_probability_refuses_what_is_not_a_log_probability(logprobs):
+    with pytest.raises(PRMError, match="judge"):
+        yes_probability(logprobs)
