@@ -17,8 +17,12 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 from langgraph_ttc.errors import TTCError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 # Tables, worked examples and verifier metadata are small: a few KB to a few MB.
 MAX_FILE_BYTES = 16 << 20
@@ -92,6 +96,16 @@ def read_text(
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise FileError(f"{path} is not UTF-8 text (byte {error.start})") from None
+
+
+def describe_fields(error: ValidationError) -> str:
+    """One line per problem, naming the field but not the value (it may come from a file)."""
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
 
 
 def _reason(error: BaseException) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from langgraph_ttc.errors import SettingsError
-from langgraph_ttc.files import FileError, read_text
+from langgraph_ttc.files import FileError, describe_fields, read_text
 from langgraph_ttc.strategies.catalog import ROUTABLE
 
 DEFAULT_TABLE = Path(__file__).with_name("default_table.json")
@@ -79,16 +79,6 @@ class RoutingTable(BaseModel):
         budget = covered[-1] if covered else budgets[0]
         bin_index = bisect.bisect_right(self.bins, signal)
         return budget, bin_index, self.routes[budget][bin_index]
-
-
-def describe_fields(error: ValidationError) -> str:
-    """One line per problem, naming the field but not the value (it may come from a file)."""
-    lines = []
-    for problem in error.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {message}" if where else message)
-    return "; ".join(lines)
 
 
 def parse_table(data: Any, source: str) -> RoutingTable:
