@@ -98,11 +98,12 @@ def read_text(
         raise FileError(f"{path} is not UTF-8 text (byte {error.start})") from None
 
 
-def describe_fields(error: ValidationError) -> str:
-    """One line per problem, naming the field but not the value (it may come from a file)."""
+def describe_fields(error: ValidationError, prefix: str = "") -> str:
+    """One line per problem, naming the field (after `prefix`) but not the value (it may come
+    from a file)."""
     lines = []
     for problem in error.errors(include_url=False, include_input=False):
-        where = ".".join(str(part) for part in problem["loc"])
+        where = ".".join(str(part) for part in ([prefix] if prefix else []) + list(problem["loc"]))
         message = problem["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {message}" if where else message)
     return "; ".join(lines)
