@@ -7,7 +7,8 @@ Outcomes: "answer" (a normal output), "isolated" (an output that records the fai
 usage["errors"]), "clear error" (ValueError / TimeoutError / the backend's own error, with a
 message), "silent-wrong" (a fault was injected but the output shows no trace of it), "crash"
 (any other exception), "hang" (no end within the wall bound). Also prints the worst time of
-every text function on 1 MB of hostile input.
+every text function on 1 MB of hostile input. The "files" kind (bench/robustness_files.py):
+router tables, verifier directories and edited thread state; `--kind files` runs it alone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.robustness_files import CRASHES as FILE_CRASHES
+from bench.robustness_files import files_census
 from langgraph_ttc.answers import extract_answer, extract_boxed, normalize_answer, strict_answer
 from langgraph_ttc.selection import split_steps
 from langgraph_ttc.strategies import STRATEGIES, create_strategy
@@ -176,10 +179,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=400, help="cases per kind")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", help="run only this kind (e.g. files)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the isolated failures are counted, not logged
     columns = ["answer", "isolated", "clear error", "silent-wrong", "crash", "hang"]
-    kinds = asyncio.run(census(args.cases, random.Random(args.seed)))
+    kinds = {} if args.kind else asyncio.run(census(args.cases, random.Random(args.seed)))
+    if args.kind in (None, "files"):
+        kinds["files"] = asyncio.run(files_census(args.cases, random.Random(args.seed)))
+        CRASHES.extend(FILE_CRASHES)
     print(f"| kind | cases | {' | '.join(columns)} |")
     print("|---|---|" + "---|" * len(columns))
     for kind, counts in kinds.items():
