@@ -34,6 +34,7 @@ from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
 from langgraph_ttc.answers import AnswerExtractor, extract_answer
 from langgraph_ttc.errors import SettingsError
+from langgraph_ttc.files import describe_fields
 from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER, group_by_answer
 from langgraph_ttc.strategies.catalog import ROUTABLE, StrategyInfo
 from langgraph_ttc.strategies.options import builder
@@ -41,7 +42,6 @@ from langgraph_ttc.strategies.routing_table import (
     DEFAULT_TABLE,
     Route,
     RoutingTable,
-    describe_fields,
     load_table,
     parse_table,
     run_table,
@@ -55,6 +55,7 @@ from langgraph_ttc.strategies.settings import (
     Selection,
     StrategySettings,
 )
+from langgraph_ttc.strategies.state_check import StateError
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyState, merge_usage
 
 STRATEGY = "compute_optimal"
@@ -214,7 +215,10 @@ class Router:
         return {"signal": signal, "route": route.model_dump()}
 
     async def solve(self, state: RouterState, run: Run[RouterSettings]) -> dict[str, Any]:
-        route = Route.model_validate(state["route"])
+        try:  # a resumed run's state may have been edited
+            route = Route.model_validate(state["route"])
+        except ValidationError as error:
+            raise StateError(f"the state's route is not usable: {describe_fields(error)}") from None
         graph, left = self.graph(route.strategy), run.budget.left or 0
         if graph is None or left < 1:  # no verifier for it, or no budget left
             return {"routed": []}

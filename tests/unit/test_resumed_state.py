@@ -94,3 +94,20 @@ async def test_an_untouched_resume_still_works():
     graph, config, _ = await paused(lambda **o: create_best_of_n(cycling(texts()), PRM, n=2, **o))
     out = await graph.ainvoke(None, config)
     assert out["answer"] == "1"
+
+
+@pytest.mark.parametrize(
+    "route", [{"strategy": 5}, {"settings": {}}, {"strategy": "greedy", "x": 1}]
+)
+async def test_a_router_resumed_with_an_edited_route_stops(route):
+    from langgraph_ttc import create_compute_optimal
+
+    graph = create_compute_optimal(
+        cycling(texts()), None, n=4, max_tokens=8, checkpointer=InMemorySaver(),
+        interrupt_before=["solve"],
+    )  # fmt: skip
+    config = {"configurable": {"thread_id": "router"}}
+    await graph.ainvoke({"problem": "1+1?"}, config)
+    await graph.aupdate_state(config, {"route": route}, as_node="route")
+    with pytest.raises(StateError, match="route"):
+        await graph.ainvoke(None, config)
