@@ -31,7 +31,7 @@ from langgraph_ttc.strategies import STRATEGIES
 from langgraph_ttc.verifiers.learned import LearnedVerifier
 from tests.fakes import KeywordPRM, ScriptedPolicy, seeded_arithmetic
 
-WALL_S = 5.0
+WALL_S = 20.0  # a case takes ~50 ms; the bound only catches what never ends (a blocking FIFO)
 SECRET = "sk-SECRET-123"
 DIM = 6
 CRASHES: list[str] = []  # what each crash was, for the report
