@@ -7,13 +7,15 @@ overrides are), every candidate list of the state schema holds whole candidates 
 scores in [0, 1], the other keys have their declared types, and the keys `prepare` writes are
 present. A failure is a `StateError` naming the thread and the field; nothing runs on it.
 
-The check costs one pydantic validation per state key (microseconds per candidate), small
-beside any policy or verifier call.
+The check costs one pydantic validation per state key (microseconds per candidate). A list or
+dict already checked is not checked again while it is the same object (a node's own output,
+passed on within a run); an edited or restored state arrives as new objects, so it is.
 """
 
 from __future__ import annotations
 
 import typing
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Annotated, Any, Generic, TypeVar
@@ -30,6 +32,8 @@ Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 # keys the scaffold checks itself, or input only
 _OWN_KEYS = {"settings", "usage", "messages", "problem"}
+# checked containers remembered (held, so their ids stay theirs)
+_REMEMBERED = 256
 
 
 class StateError(TTCError, ValueError):
@@ -81,6 +85,7 @@ class StateCheck(Generic[S]):
     ) -> None:
         self.state_schema, self.settings_model, self.has_prm = state_schema, settings_model, has_prm
         self._required = required
+        self._checked: OrderedDict[int, Any] = OrderedDict()
 
     @cached_property
     def adapters(self) -> dict[str, TypeAdapter[Any]]:
@@ -106,11 +111,17 @@ class StateCheck(Generic[S]):
 
     def check_values(self, state: Mapping[str, Any], config: Mapping[str, Any] | None) -> None:
         for key, adapter in self.adapters.items():
-            if key in state:
-                try:
-                    adapter.validate_python(state[key])
-                except ValidationError as error:
-                    raise self.error(config, describe_fields(error, key)) from None
+            value = state.get(key)
+            if key not in state or self._checked.get(id(value)) is value:
+                continue
+            try:
+                adapter.validate_python(value)
+            except ValidationError as error:
+                raise self.error(config, describe_fields(error, key)) from None
+            if isinstance(value, list | dict):
+                self._checked[id(value)] = value
+                if len(self._checked) > _REMEMBERED:
+                    self._checked.popitem(last=False)
         try:
             UsageCheck.model_validate(state.get("usage") or {})
         except ValidationError as error:
