@@ -7,7 +7,8 @@ Outcomes: "answer" (a normal output), "isolated" (an output that records the fai
 usage["errors"]), "clear error" (ValueError / TimeoutError / the backend's own error, with a
 message), "silent-wrong" (a fault was injected but the output shows no trace of it), "crash"
 (any other exception), "hang" (no end within the wall bound). Also prints the worst time of
-every text function on 1 MB of hostile input.
+every text function on 1 MB of hostile input. The "files" kind (bench/robustness_files.py):
+router tables, verifier directories and edited thread state; `--kind files` runs it alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import robustness_replies  # bench/ is the script's directory
 
+from bench.robustness_files import CRASHES as FILE_CRASHES
+from bench.robustness_files import files_census
 from langgraph_ttc.answers import extract_answer, extract_boxed, normalize_answer, strict_answer
 from langgraph_ttc.errors import TTCError
 from langgraph_ttc.selection import split_steps
@@ -185,10 +188,13 @@ def main() -> None:
     columns = ["answer", "isolated", "clear error", "silent-wrong", "crash", "hang"]
     wanted = set(args.kind or ())
     kinds = {}
-    if not wanted or wanted - {"replies"}:
+    if not wanted or wanted - {"replies", "files"}:
         kinds |= asyncio.run(census(args.cases, random.Random(args.seed)))
     if not wanted or "replies" in wanted:
         kinds |= asyncio.run(robustness_replies.census(args.cases, random.Random(args.seed)))
+    if not wanted or "files" in wanted:
+        kinds["files"] = asyncio.run(files_census(args.cases, random.Random(args.seed)))
+        CRASHES.extend(FILE_CRASHES)
     kinds = {k: v for k, v in kinds.items() if not wanted or k in wanted}
     print(f"| kind | cases | {' | '.join(columns)} |")
     print("|---|---|" + "---|" * len(columns))

@@ -11,6 +11,8 @@
   candidate, score, prune, generation, error, selected (docs/events.md); then a last
   {"type": "done", "answer", "solution", "usage"}, or {"type": "failed", "message"}.
   A client that disconnects cancels its search (and the engine requests it was making).
+  At most `max_searches` searches run at once (default 4, `--max-searches`); a request beyond
+  that gets 429 Too Many Requests with a Retry-After header, and starts nothing.
 
 The page draws one row per beam: its id, a link to the beam it grew from, its latest step,
 its score as a bar, and whether the last prune kept or dropped it; the selected beam and the
@@ -22,15 +24,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from langgraph.graph.state import CompiledStateGraph
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from langgraph_ttc import create_beam_search, logs
 from langgraph_ttc.types import PRM, Policy
@@ -39,6 +42,7 @@ SETTINGS: dict[str, Any] = dict(
     n=4, beam_width=2, max_iterations=8, max_step_tokens=64, max_tokens=256, seed=0
 )
 MAX_PROBLEM_CHARS = 2000
+MAX_SEARCHES = 4  # searches at once: each holds engine capacity until it ends
 PAGE = Path(__file__).parent / "sse_app.html"
 
 
@@ -48,6 +52,30 @@ def message(event: Mapping[str, Any]) -> ServerSentEvent:
 
 # Searches in flight (asyncio keeps only weak references to tasks).
 _searches: set[asyncio.Task[None]] = set()
+
+
+class Admission:
+    """At most `limit` searches at once: `reserve()` gives a slot's release (call it any
+    number of times), or None when every slot is taken."""
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_searches must be >= 1, got {limit}")
+        self.limit, self.active = limit, 0
+
+    def reserve(self) -> Callable[[], None] | None:
+        if self.active >= self.limit:
+            return None
+        self.active += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.active -= 1
+
+        return release
 
 
 async def run_search(
@@ -76,10 +104,13 @@ async def run_search(
     )
 
 
-async def search_events(graph: CompiledStateGraph, problem: str) -> AsyncIterator[ServerSentEvent]:
+async def search_events(
+    graph: CompiledStateGraph, problem: str, release: Callable[[], None] = lambda: None
+) -> AsyncIterator[ServerSentEvent]:
     """The search's events as SSE messages. The search runs in its own task, cancelled when
     the client leaves: a plain task cancellation lets the graph abort its engine requests,
-    which the response's own (repeated) cancellation would interrupt."""
+    which the response's own (repeated) cancellation would interrupt. `release` frees the
+    search's admission slot at the end."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     task = asyncio.create_task(run_search(graph, problem, queue))
     _searches.add(task)
@@ -92,13 +123,17 @@ async def search_events(graph: CompiledStateGraph, problem: str) -> AsyncIterato
                 return
     finally:
         task.cancel()
+        release()
 
 
-def create_app(policy: Policy, prm: PRM, **settings: Any) -> FastAPI:
+def create_app(
+    policy: Policy, prm: PRM, *, max_searches: int = MAX_SEARCHES, **settings: Any
+) -> FastAPI:
     """The app over `policy` and `prm`; `settings` go to `create_beam_search` (default:
-    SETTINGS). A policy with `start()` / `shutdown()` (VLLMPolicy) is started with the app and
-    shut down with it."""
+    SETTINGS); at most `max_searches` searches at once. A policy with `start()` /
+    `shutdown()` (VLLMPolicy) is started with the app and shut down with it."""
     graph = create_beam_search(policy, prm, **(settings or SETTINGS))
+    admission = Admission(max_searches)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -113,6 +148,7 @@ def create_app(policy: Policy, prm: PRM, **settings: Any) -> FastAPI:
                 shutdown()
 
     app = FastAPI(title="langgraph-ttc beam search", lifespan=lifespan)
+    app.state.admission = admission
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:  # read on each request: edit the page, reload the browser
@@ -121,8 +157,17 @@ def create_app(policy: Policy, prm: PRM, **settings: Any) -> FastAPI:
     @app.get("/solve")
     async def solve(
         problem: Annotated[str, Query(min_length=1, max_length=MAX_PROBLEM_CHARS)],
-    ) -> EventSourceResponse:
-        return EventSourceResponse(search_events(graph, problem), ping=15)
+    ) -> Response:
+        release = admission.reserve()
+        if release is None:
+            return JSONResponse(
+                {"detail": f"{admission.limit} searches are running; try again shortly"},
+                status_code=429,
+                headers={"Retry-After": "5"},
+            )
+        # released when the stream ends, or (never started) after the response
+        events = search_events(graph, problem, release)
+        return EventSourceResponse(events, ping=15, background=BackgroundTask(release))
 
     return app
 
@@ -136,8 +181,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-searches", type=int, default=MAX_SEARCHES)
     args = parser.parse_args()
-    uvicorn.run(create_app(VLLMPolicy(), ArithmeticVerifier()), host=args.host, port=args.port)
+    app = create_app(VLLMPolicy(), ArithmeticVerifier(), max_searches=args.max_searches)
+    uvicorn.run(app, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":  # vLLM spawns worker processes: keep the guard

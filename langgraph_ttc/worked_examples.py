@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 from langgraph_ttc.errors import TTCError
+from langgraph_ttc.files import FileError, read_text
 
 # Worked examples `ttc solve` / `ttc eval` show when --few-shot is not given: on 20 MAWPS
 # SingleOp problems with the embedded model, the share of candidates that state an answer went
@@ -22,6 +23,7 @@ from langgraph_ttc.errors import TTCError
 DEFAULT_FEW_SHOT = 4
 
 Example = tuple[str, str]
+MAX_EXAMPLES_BYTES = 4 << 20
 
 
 class ExamplesError(TTCError, ValueError):
@@ -57,11 +59,10 @@ def load_examples(path: str | os.PathLike[str] | None = None) -> list[Example]:
     """The examples in `path`, or the packaged default set."""
     if path is None:
         return parse_examples(default_examples_text(), "langgraph_ttc/data/examples.jsonl")
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except OSError as error:
-        raise ExamplesError(f"cannot read examples file {path}: {error.strerror}") from None
+    try:  # a regular file of bounded size: a FIFO or a device never blocks the run
+        text = read_text(path, max_bytes=MAX_EXAMPLES_BYTES)
+    except FileError as error:
+        raise ExamplesError(f"examples file: {error}") from None
     return parse_examples(text, str(path))
 
 

@@ -16,7 +16,9 @@ given a uniform prior, so its posterior is Beta(a + 1, b + 1); sampling stops on
     P(p > 1/2 | votes) = 1 - I_{1/2}(a + 1, b + 1) >= confidence
 
 (I is the regularized incomplete beta function), or when `n` samples are drawn, or when the
-token budget cannot pay for another round. With the default confidence 0.95, unanimous
+token budget cannot pay for another sample. A round the budget cannot fully pay for (at
+`max_tokens` a sample) is shrunk to what it pays for, and is the last round: the rounds never
+outnumber ceil(n / batch_size). With the default confidence 0.95, unanimous
 counts stop after 4 samples (P = 0.969), 5 of 6 stop (0.9375 does not; 6 of 7 does).
 Usage reports the samples drawn ("samples").
 """
@@ -53,6 +55,7 @@ STRATEGY = "adaptive_majority"
 class AdaptiveState(StrategyState, total=False):
     pool: list[Candidate]  # every sample so far, scored
     decisive: bool  # the last round's vote passed the test
+    shrunk: bool  # the last round was cut to what the budget pays: it was the last one
 
 
 def leader_probability(leader: float, runner_up: float) -> float:
@@ -94,6 +97,7 @@ async def sample(state: AdaptiveState, run: Run[AdaptiveSettings]) -> dict[str, 
         "pool": state["pool"] + scored,
         "usage": {**merge_usage(usage, score_usage), "samples": len(new)},
         "decisive": False,
+        "shrunk": size < round_size(state, settings),
     }
 
 
@@ -105,7 +109,9 @@ async def decide(state: AdaptiveState, run: Run[AdaptiveSettings]) -> dict[str, 
 
 
 def next_node(state: AdaptiveState, run: Run[AdaptiveSettings]) -> str:
-    if state["decisive"] or round_size(state, run.settings) <= 0:
+    # a shrunk round ends the loop, so the rounds never outnumber ceil(n / batch_size) (the
+    # recursion limit's assumption), whatever the budget pays per round
+    if state["decisive"] or state.get("shrunk") or round_size(state, run.settings) <= 0:
         return "select"
     if not run.budget.affords(run.settings.max_tokens):  # not one whole sample
         return "select"
@@ -151,7 +157,7 @@ def create_adaptive_majority(
         policy,
         prm,
         locals(),
-        init=lambda settings: {"pool": [], "decisive": False},
+        init=lambda settings: {"pool": [], "decisive": False, "shrunk": False},
         final=lambda state, run: state["pool"],
         supersteps=lambda settings: 2 * -(-settings.n // settings.batch_size) + 10,
         loop_setting="n",

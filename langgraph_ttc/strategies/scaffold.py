@@ -40,6 +40,7 @@ from langgraph_ttc.strategies.prompts import resolve_problem
 from langgraph_ttc.strategies.run import Run
 from langgraph_ttc.strategies.run_settings import RunSettings
 from langgraph_ttc.strategies.settings import StrategySettings
+from langgraph_ttc.strategies.state_check import StateCheck
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyInput, StrategyOutput, empty_usage
 
 S = TypeVar("S", bound=StrategySettings)
@@ -91,6 +92,10 @@ class Scaffold(Generic[S]):
             raise SettingsError(f"answer_extractor must be callable, got {self.extractor!r}")
         self.compile_options = {k: options[k] for k in GRAPH_OPTIONS if k != "answer_extractor"}
         self.init, self.final, self.supersteps = init, final, supersteps
+        # every node after prepare checks the state (a resumed thread's may have been edited)
+        self.check = StateCheck(
+            state_schema, self.run_settings.model, prm is not None, self._prepared_keys
+        )
         self.loop_setting = loop_setting
         self.graph = StateGraph(
             state_schema,
@@ -116,9 +121,9 @@ class Scaffold(Generic[S]):
         for node in nodes:
             self.graph.add_node(node.__name__, self._wrap(node))
 
-    def _wrap(self, node: Node) -> Callable[[State], Awaitable[dict[str, Any]]]:
-        async def wrapped(state: State) -> dict[str, Any]:
-            return await node(state, self.run(state))
+    def _wrap(self, node: Node) -> Callable[[State, RunnableConfig], Awaitable[dict[str, Any]]]:
+        async def wrapped(state: State, config: RunnableConfig) -> dict[str, Any]:
+            return await node(state, self.run(state, config))
 
         wrapped.__name__ = node.__name__
         return wrapped
@@ -130,9 +135,11 @@ class Scaffold(Generic[S]):
 
     def add_branch(self, source: str, decide: Branch, targets: Sequence[str]) -> None:
         """A conditional edge: `decide(state, run)` names the next node."""
-        self.graph.add_conditional_edges(
-            source, lambda state: decide(state, self.run(state)), list(targets)
-        )
+
+        def branch(state: State, config: RunnableConfig) -> str:
+            return decide(state, self.run(state, config))
+
+        self.graph.add_conditional_edges(source, branch, list(targets))
 
     def compile(self) -> CompiledStateGraph:
         options = {**self.compile_options, "name": self.compile_options["name"] or self.strategy}
@@ -145,11 +152,12 @@ class Scaffold(Generic[S]):
 
     # -- per run --------------------------------------------------------------------------
 
-    def settings_of(self, state: State) -> S:
-        return self.run_settings.model.model_construct(**state["settings"])
+    def _prepared_keys(self) -> set[str]:
+        return set(self.init(self.defaults))
 
-    def run(self, state: State) -> Run[S]:
-        settings = self.settings_of(state)
+    def run(self, state: State, config: RunnableConfig | None = None) -> Run[S]:
+        """The run a node or branch works on; its state checked first (`StateCheck`)."""
+        settings = self.check.settings(state, config)
         return Run(
             self.strategy,
             settings,
@@ -183,8 +191,8 @@ class Scaffold(Generic[S]):
             **self.init(settings),
         }
 
-    async def _select(self, state: State) -> dict[str, Any]:
-        run = self.run(state)
+    async def _select(self, state: State, config: RunnableConfig) -> dict[str, Any]:
+        run = self.run(state, config)
         final = self.final(state, run)
         # answer equivalence (math-verify) may take a while: keep the event loop free
         chosen = await asyncio.to_thread(select, final, run.settings.selection)

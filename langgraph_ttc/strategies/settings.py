@@ -197,7 +197,11 @@ class RouterSettings(StrategySettings):
     n x max_tokens (the cost of n whole samples), so `n` is the budget in samples."""
 
     probe_n: int = Field(4, ge=1, le=MAX_N, description="samples in the difficulty probe")
-    table: str | None = Field(None, description="routing table JSON file (None: the default)")
+    table: str | None = Field(
+        None,
+        description="routing table JSON file (None: the default); per run, a file name inside "
+        "the graph's table_dir",
+    )
 
     def token_budget(self) -> int:
         return self.budget_tokens or self.n * self.max_tokens

@@ -19,13 +19,26 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import io
 import json
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from langgraph_ttc.engine import EngineSettings
+from langgraph_ttc.errors import TTCError
+from langgraph_ttc.files import (
+    FileError,
+    describe_fields,
+    read_bytes,
+    read_text,
+    resolve_inside,
+)
 from langgraph_ttc.verifiers.engine import (
     ContextLengthError,
     EngineHandle,
@@ -43,22 +56,73 @@ VERIFIER_FILE = "verifier.json"
 HEAD_FILE = "head.npz"
 FORMAT_VERSION = 1
 KINDS = ("probe", "reward-model")
+HEAD_ARRAYS = ("mean", "scale", "coef", "intercept")
+MAX_INFO_BYTES = 1 << 20
+MAX_HEAD_BYTES = 64 << 20
+MAX_FEATURES = 1 << 16  # a hidden size; the largest models have ~16k
+MAX_CHECKPOINT_FILES = 10_000
+
+
+class VerifierDirError(TTCError, ValueError):
+    """A trained verifier directory that cannot be used: a missing or malformed
+    `verifier.json`, a path leading outside the directory, a malformed head."""
+
+
+class Rendering(BaseModel):
+    """How solutions are rendered for the verifier: as the policy saw them."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    system_prompt: str = ""
+    step_delimiter: str | None = Field(None, min_length=1)
+    format: Literal["qwen2-prm"] | None = None
+
+
+class VerifierInfo(BaseModel):
+    """The schema of `verifier.json` (extra keys, such as training facts, are kept)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    format: int
+    kind: Literal["probe", "reward-model"]
+    model: str | None = None
+    head: str = Field(HEAD_FILE, min_length=1, max_length=255)
+    checkpoint: str | None = Field(None, min_length=1, max_length=255)
+    step_tag: str = Field("<extra_0>", min_length=1)
+    rendering: Rendering = Field(default_factory=Rendering)
+
+    @model_validator(mode="after")
+    def _complete(self) -> VerifierInfo:
+        if self.format != FORMAT_VERSION:
+            raise ValueError(f"format {self.format}, expected {FORMAT_VERSION}")
+        if self.kind == "probe" and self.rendering.step_delimiter is None:
+            raise ValueError("a probe needs rendering.step_delimiter")
+        if self.kind == "reward-model" and self.checkpoint is None:
+            raise ValueError("a reward model needs a checkpoint directory")
+        return self
 
 
 def read_verifier_info(path: str | Path) -> dict[str, Any]:
-    """The validated `verifier.json` of a trained verifier directory."""
+    """The validated `verifier.json` of a trained verifier directory (read inside it: a
+    symlink out of the directory, a FIFO or an oversized file is refused)."""
     path = Path(path)
     info_path = path / VERIFIER_FILE
-    if not info_path.is_file():
-        raise ValueError(f"{path} is not a trained verifier: no {VERIFIER_FILE} in it")
+    if not info_path.is_file() and not info_path.is_symlink():
+        raise VerifierDirError(f"{path} is not a trained verifier: no {VERIFIER_FILE} in it")
     try:
-        info = json.loads(info_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{info_path} is not valid JSON: {exc}") from exc
+        info = json.loads(read_text(VERIFIER_FILE, root=path, max_bytes=MAX_INFO_BYTES))
+    except FileError as exc:
+        raise VerifierDirError(f"{path}: {exc}") from None
+    except json.JSONDecodeError as exc:  # its position, not its text
+        raise VerifierDirError(
+            f"{info_path} is not valid JSON: {exc.msg} at line {exc.lineno}"
+        ) from None
     if not isinstance(info, dict) or info.get("kind") not in KINDS:
-        raise ValueError(f"{info_path}: 'kind' must be one of {KINDS}")
-    if info.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{info_path}: format {info.get('format')!r}, expected {FORMAT_VERSION}")
+        raise VerifierDirError(f"{info_path}: 'kind' must be one of {KINDS}")
+    try:
+        VerifierInfo.model_validate(info)
+    except ValidationError as exc:
+        raise VerifierDirError(f"{info_path}: {describe_fields(exc)}") from None
     return info
 
 
@@ -66,6 +130,78 @@ def write_verifier_info(path: str | Path, info: Mapping[str, Any]) -> None:
     Path(path, VERIFIER_FILE).write_text(
         json.dumps({"format": FORMAT_VERSION, **info}, indent=2) + "\n"
     )
+
+
+def checkpoint_inside(root: Path, name: str) -> Path:
+    """A reward model's checkpoint directory, inside `root` with every file in it."""
+    try:
+        checkpoint = resolve_inside(root, name)
+    except FileError as exc:
+        raise VerifierDirError(f"checkpoint: {exc}") from None
+    if not checkpoint.is_dir():
+        raise VerifierDirError(f"checkpoint: {name!r} in {root} is not a directory")
+    base = root.resolve()
+    for count, entry in enumerate(checkpoint.rglob("*")):
+        if count >= MAX_CHECKPOINT_FILES:
+            raise VerifierDirError(f"checkpoint {name!r} holds over {count} files")
+        if entry.is_symlink() and not entry.resolve().is_relative_to(base):
+            raise VerifierDirError(f"checkpoint: {entry.name!r} leads outside {base}")
+    return checkpoint
+
+
+def _npy_array(stream: IO[bytes], member: str) -> np.ndarray:
+    """One `.npy` member: its header checked (real numbers, a vector of at most
+    MAX_FEATURES) before its data is read; never a pickle."""
+    # numpy: only learned verifiers and training need it
+    import numpy as np
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = npy.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = npy.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"npy version {version}")
+    except (ValueError, TypeError, SyntaxError, OSError) as exc:
+        raise VerifierDirError(f"{member!r}: not a readable .npy array ({exc})") from None
+    if dtype.hasobject or dtype.kind not in "fiu":
+        raise VerifierDirError(f"{member!r} holds {dtype.name} values, not real numbers")
+    if len(shape) > 1 or (shape[0] if shape else 1) > MAX_FEATURES:
+        raise VerifierDirError(f"{member!r} has shape {shape}; a vector of <= {MAX_FEATURES}")
+    count = shape[0] if shape else 1
+    raw = stream.read(count * dtype.itemsize)
+    if len(raw) != count * dtype.itemsize:
+        raise VerifierDirError(f"{member!r} is truncated")
+    values = np.frombuffer(raw, dtype=dtype, count=count).astype(np.float64)
+    if not np.isfinite(values).all():
+        raise VerifierDirError(f"{member!r} holds NaN or infinite values")
+    return values
+
+
+def read_head_arrays(data: bytes) -> dict[str, np.ndarray]:
+    """The head's arrays from the bytes of an .npz archive, each member's declared size and
+    header checked before it is inflated."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, OSError):
+        raise VerifierDirError("not an .npz archive") from None
+    arrays = {}
+    with archive:
+        members = {info.filename: info for info in archive.infolist()}
+        for name in HEAD_ARRAYS:
+            info = members.get(f"{name}.npy")
+            if info is None:
+                raise VerifierDirError(f"no {name!r} array")
+            if info.file_size > MAX_FEATURES * 16 + 4096:  # complex128 and a long header
+                raise VerifierDirError(f"{name!r} inflates to {info.file_size} bytes")
+            try:
+                with archive.open(info) as stream:
+                    arrays[name] = _npy_array(stream, name)
+            except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError) as exc:
+                raise VerifierDirError(f"{name!r}: a damaged archive member ({exc})") from None
+    return arrays
 
 
 @dataclass(frozen=True)
@@ -104,20 +240,21 @@ class ProbeHead:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> ProbeHead:
-        # numpy: only learned verifiers and training need it
-        import numpy as np
-
-        with np.load(path, allow_pickle=False) as data:
-            head = cls(
-                mean=data["mean"].astype(np.float64),
-                scale=data["scale"].astype(np.float64),
-                coef=data["coef"].astype(np.float64),
-                intercept=float(data["intercept"][0]),
-            )
-        if not head.mean.shape == head.scale.shape == head.coef.shape or head.coef.ndim != 1:
-            raise ValueError(f"{path}: mean, scale and coef must be vectors of one length")
-        return head
+    def load(cls, path: str | Path, root: str | Path | None = None) -> ProbeHead:
+        """The head in an .npz file (with `root`: a name resolved inside it), checked: three
+        vectors of one length (scale > 0), one intercept, all finite."""
+        try:
+            arrays = read_head_arrays(read_bytes(path, root=root, max_bytes=MAX_HEAD_BYTES))
+        except (FileError, VerifierDirError) as exc:
+            raise VerifierDirError(f"head {str(path)!r}: {exc}") from None
+        mean, scale, coef, intercept = (arrays[name] for name in HEAD_ARRAYS)
+        if not (mean.shape == scale.shape == coef.shape) or not coef.shape[0]:
+            raise VerifierDirError(f"{path}: mean, scale and coef must be vectors of one length")
+        if intercept.shape != (1,):
+            raise VerifierDirError(f"{path}: intercept must be one number")
+        if not (scale > 0).all():
+            raise VerifierDirError(f"{path}: every scale must be > 0")
+        return cls(mean=mean, scale=scale, coef=coef, intercept=float(intercept[0]))
 
 
 def render_solution(
@@ -244,30 +381,31 @@ class LearnedVerifier:
     ) -> None:
         self.path = Path(path)
         self.info = read_verifier_info(self.path)
-        self.kind: str = self.info["kind"]
+        info = VerifierInfo.model_validate(self.info)
+        self.kind: str = info.kind
         self.head: ProbeHead | None = None
         self.backend: Any
-        if self.kind == "probe":
-            self.head = ProbeHead.load(self.path / self.info.get("head", HEAD_FILE))
-            rendering = self.info["rendering"]
+        if info.kind == "probe":
+            self.head = ProbeHead.load(info.head, root=self.path)
+            rendering = info.rendering
             self.owns_backend = features is None
             if features is not None:
                 shared = (features.system_prompt, features.delimiter)
-                if shared != (rendering["system_prompt"], rendering["step_delimiter"]):
+                if shared != (rendering.system_prompt, rendering.step_delimiter):
                     raise ValueError(f"{path} renders solutions unlike the shared `features`")
             self.backend = features or HiddenStateFeatures(
-                self.info["model"],
-                system_prompt=rendering["system_prompt"],
-                delimiter=rendering["step_delimiter"],
+                info.model,
+                system_prompt=rendering.system_prompt,
+                delimiter=rendering.step_delimiter or "",
                 settings=settings,
                 max_concurrency=max_concurrency,
             )
         else:
             self.owns_backend = True
             self.backend = VLLMPoolingPRM(
-                str(self.path / self.info["checkpoint"]),
+                str(checkpoint_inside(self.path, info.checkpoint or "")),
                 settings=settings,
-                step_tag=self.info.get("step_tag", "<extra_0>"),
+                step_tag=info.step_tag,
                 max_concurrency=max_concurrency,
             )
 

@@ -1,10 +1,12 @@
+import itertools
+
 import pytest
 from pydantic import TypeAdapter
 
 from langgraph_ttc import create_adaptive_majority
 from langgraph_ttc.events import ProgressEvent
 from langgraph_ttc.strategies.adaptive_majority import is_decisive, leader_probability
-from tests.fakes import KeywordPRM, cycling
+from tests.fakes import KeywordPRM, ScriptedPolicy, cycling
 
 
 def answer(value, word="ok"):
@@ -72,3 +74,20 @@ async def test_budget_stops_the_rounds():
     assert out["usage"]["budget_spent"] <= 45
     assert out["usage"]["samples"] < 16
     assert out["usage"]["budget_tokens"] == 45
+
+
+@pytest.mark.parametrize("batch_size", [16, 4])
+async def test_a_budget_paying_one_sample_a_round_ends_normally(batch_size):
+    # disagreeing short samples: the budget (199 at max_tokens 100) pays one sample a round,
+    # and 16 one-sample rounds overran the recursion limit (GraphRecursionError)
+    drawn = itertools.count()
+    policy = ScriptedPolicy(lambda request, i: answer(next(drawn)))  # every sample differs
+    graph = create_adaptive_majority(
+        policy, n=16, batch_size=batch_size, max_tokens=100, budget_tokens=199
+    )
+    out = await graph.ainvoke({"problem": "p"})
+    assert out["usage"]["budget_spent"] <= 199 and 1 <= out["usage"]["samples"] < 16
+    # a per-run budget too: no recursion limit to raise
+    unbudgeted = create_adaptive_majority(policy, n=16, batch_size=batch_size, max_tokens=100)
+    out = await unbudgeted.ainvoke({"problem": "p"}, context={"budget_tokens": 199})
+    assert out["usage"]["budget_spent"] <= 199

@@ -16,7 +16,7 @@ from langgraph_ttc.strategies.options import BACKENDS, GRAPH_OPTIONS
 from tests.fakes import KeywordPRM, cycling
 
 # keywords a builder takes besides its settings and the graph options
-EXTRA = {"self_refine": {"chains"}, "compute_optimal": {"strategies"}}
+EXTRA = {"self_refine": {"chains"}, "compute_optimal": {"strategies", "table_dir"}}
 
 
 def keywords(build) -> dict[str, inspect.Parameter]:

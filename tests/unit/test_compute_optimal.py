@@ -2,6 +2,7 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from langgraph_ttc import create_compute_optimal
+from langgraph_ttc.errors import SettingsError
 from langgraph_ttc.events import ProgressEvent
 from langgraph_ttc.strategies.compute_optimal import RoutingTable, load_table, probe_signal
 from tests.fakes import KeywordPRM, ScriptedPolicy, alternating, tree_policy
@@ -145,7 +146,7 @@ async def test_table_file_and_bad_table(tmp_path):
     out, events = await run(graph, "easy")
     assert any(e["type"] == "route" and e["route"] == "adaptive_majority" for _, e in events)
     assert out["answer"] == "7"
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError, match="bins"):
         create_compute_optimal(ScriptedPolicy(script), table={"bins": [2.0], "routes": {}})
 
 

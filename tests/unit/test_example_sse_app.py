@@ -124,3 +124,35 @@ async def test_page_is_self_contained():
     assert "http://" not in page and "https://" not in page and "//cdn" not in page
     for kind in ("candidate", "score", "prune", "selected", "done", "failed"):
         assert f'case "{kind}"' in page
+
+
+async def test_searches_beyond_the_limit_get_429_and_start_nothing():
+    gate = asyncio.Event()
+
+    class Gated(ScriptedPolicy):
+        async def generate(self, requests):
+            await gate.wait()  # every search stays in flight until the gate opens
+            return await super().generate(requests)
+
+    policy = Gated(tree_policy(3, alternating).script)
+    app = create_app(policy, KeywordPRM(PRM), max_searches=2, **SEARCH)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        streams = [client.stream("GET", "/solve", params={"problem": "p"}) for _ in range(2)]
+        responses = [await stream.__aenter__() for stream in streams]
+        assert [r.status_code for r in responses] == [200, 200]
+        for _ in range(3):  # 30 clients would each get the same answer
+            refused = await client.get("/solve", params={"problem": "p"})
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
+        assert app.state.admission.active == 2
+        gate.set()
+        for response, stream in zip(responses, streams, strict=True):
+            kinds = [event["type"] async for event in sse_messages(response)]
+            assert kinds[-1] == "done"
+            await stream.__aexit__(None, None, None)
+        async with asyncio.timeout(10):
+            while app.state.admission.active:  # noqa: ASYNC110 (released as the stream ends)
+                await asyncio.sleep(0.02)
+        again = await client.get("/solve", params={"problem": "p"})
+        assert again.status_code == 200
+    # a search's first call continues no prefix: only three searches ever started
+    assert sum(1 for call in policy.calls if not call[0].prefix) == 3

@@ -101,3 +101,16 @@ def test_eval_records_the_examples_and_resume_refuses_others(tmp_path, monkeypat
     calls = len(policy.calls)
     # --resume without the options keeps the earlier run's examples
     assert cli.main([*argv, "--resume", "--limit", "1"]) == 0 and len(policy.calls) == calls
+
+
+def test_an_examples_file_is_a_bounded_regular_file(tmp_path):
+    import os
+
+    from langgraph_ttc.worked_examples import load_examples
+
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    with pytest.raises(ExamplesError, match="not a regular file"):
+        load_examples(tmp_path / "fifo.jsonl")  # no writer: an open() would block for ever
+    (tmp_path / "big.jsonl").write_bytes(b" " * ((4 << 20) + 1))
+    with pytest.raises(ExamplesError, match="limit"):
+        load_examples(tmp_path / "big.jsonl")
