@@ -166,7 +166,7 @@ def emit(event: ProgressEvent) -> None:
     """Send an event to the "custom" stream; a no-op outside a streaming graph run."""
     try:
         writer = get_stream_writer()
-    except RuntimeError:  # called outside a graph run (e.g. from a unit test of a node helper)
+    except (RuntimeError, KeyError):  # outside a graph run (a unit test, a bare chat model)
         return
     writer(event)
 

@@ -9,6 +9,7 @@ distinct seeds when it takes a seed.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -17,20 +18,24 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
+from langchain_core.runnables.config import get_async_callback_manager_for_config
 from pydantic import ConfigDict, Field, model_validator
 
 from langgraph_ttc.agents.selector import (
+    CUSTOM_EVENT,
     JudgeFn,
     Selector,
     TTCSettings,
     dumps_args,
+    notify_run,
     run_sync,
     seeds,
     takes_field,
 )
 from langgraph_ttc.types import PRM
 
+_NOTIFY = "_ttc_notify"  # astream -> _astream: where the progress events go
 STREAM_PIECE_CHARS = 16  # the chosen text is streamed in pieces of this many characters
 
 
@@ -99,7 +104,7 @@ class ChatTTC(BaseChatModel):
     ) -> tuple[list[AIMessage], bool, int]:
         """(samples, whether they share one request's usage, failed calls)."""
         options = {**self.bound, **kwargs, **({"stop": stop} if stop else {})}
-        callbacks = run_manager.get_child() if run_manager else None
+        callbacks = None  # the samples are inner calls: not traced as runs of their own
         if self.n > 1 and takes_field(self.model, "n") and not getattr(self.model, "streaming", 0):
             result = await self.model.agenerate(
                 [messages], callbacks=callbacks, **{**options, "n": self.n}
@@ -131,6 +136,7 @@ class ChatTTC(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        notify = kwargs.pop(_NOTIFY, None) or (notify_run(run_manager) if run_manager else None)
         samples, shared, failed = await self._sample(messages, stop, run_manager, kwargs)
         _, chosen = await Selector(self.settings).select(
             messages,
@@ -139,6 +145,7 @@ class ChatTTC(BaseChatModel):
             model=self.model,
             shared_usage=shared,
             failed=failed,
+            notify=notify,
         )
         return ChatResult(generations=[ChatGeneration(message=chosen)])
 
@@ -151,6 +158,29 @@ class ChatTTC(BaseChatModel):
     ) -> ChatResult:
         """The sync path runs the async one on a worker thread's own event loop."""
         return run_sync(lambda: self._agenerate(messages, stop, None, **kwargs))
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        """As any chat model's; the run's id is fixed here so that the progress of the
+        samples reaches `astream_events` as custom events of this run."""
+        config = ensure_config(config)
+        run_id = config.get("run_id") or uuid.uuid4()
+        manager = get_async_callback_manager_for_config(config)
+
+        async def notify(event: Any) -> None:
+            await manager.on_custom_event(CUSTOM_EVENT, event, run_id=run_id)
+
+        stream = super().astream(
+            input, {**config, "run_id": run_id}, stop=stop, **{_NOTIFY: notify}, **kwargs
+        )
+        async for chunk in stream:
+            yield chunk
 
     async def _astream(
         self,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from jsonschema import Draft202012Validator
-from langchain_core.callbacks import adispatch_custom_event
+from langchain_core.callbacks import AsyncRunManager, adispatch_custom_event
+from langchain_core.callbacks.manager import ahandle_event
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -137,10 +138,34 @@ def seeds(n: int, base: int | None = None) -> list[int]:
     return [start + i for i in range(n)]
 
 
-async def report(event: Any) -> None:
-    """To LangGraph's custom stream (inside a graph) and as a LangChain custom event
-    (`astream_events`); each a no-op where there is no one to hear it."""
+Notify = Callable[[Any], Awaitable[None]]
+
+
+def notify_run(run: AsyncRunManager) -> Notify:
+    """Custom events of a chat model's run (what `astream_events` shows as on_custom_event)."""
+
+    async def notify(event: Any) -> None:
+        await ahandle_event(
+            run.handlers,
+            "on_custom_event",
+            "ignore_custom_event",
+            CUSTOM_EVENT,
+            event,
+            run_id=run.run_id,
+            tags=run.tags,
+            metadata=run.metadata,
+        )
+
+    return notify
+
+
+async def report(event: Any, notify: Notify | None = None) -> None:
+    """To LangGraph's custom stream (inside a graph) and as a LangChain custom event named
+    "ttc" (through `notify`, else of the current run); each a no-op where no one listens."""
     events.emit(event)
+    if notify is not None:
+        await notify(event)
+        return
     try:
         await adispatch_custom_event(CUSTOM_EVENT, event)
     except RuntimeError:  # not inside a LangChain run: nothing listens
@@ -174,17 +199,18 @@ class Selector:
         model: BaseChatModel | None = None,
         shared_usage: bool = False,
         failed: int = 0,
+        notify: Notify | None = None,
     ) -> tuple[int, AIMessage]:
         """The chosen sample's index and a copy of it carrying `response_metadata["ttc"]`
         (`failed`: samples whose call raised, for the record)."""
         checks = tool_checks(tools)
         actions = [to_action(i, m, checks) for i, m in enumerate(samples)]
         for action in actions:
-            await report(_action_event(action))
+            await report(_action_event(action), notify)
         extra_tokens = await self._score(conversation, samples, actions)
         pick, usc_tokens = await self._usc_pick(conversation, actions, model)
         choice = choose(actions, self.settings.selection, pick)
-        await report(_selected_event(choice, actions))
+        await report(_selected_event(choice, actions), notify)
         if choice.chosen is None:
             raise ValueError("no samples to choose from")
         chosen = samples[choice.chosen.index]
