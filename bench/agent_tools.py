@@ -69,11 +69,11 @@ def call_tokens(message: AIMessage) -> int:
     return int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
 
 
-async def solve(agent: Any, row: dict[str, Any], timeout: float) -> dict[str, Any]:
+async def solve(agent: Any, row: dict[str, Any], seconds: float) -> dict[str, Any]:
     started = time.monotonic()
     try:
         result = await asyncio.wait_for(
-            ask(agent, QUESTION.format(problem=row["problem"]), recursion_limit=7), timeout
+            ask(agent, QUESTION.format(problem=row["problem"]), recursion_limit=7), seconds
         )
     except Exception as error:  # a problem that fails or runs out of steps scores 0
         return {"id": row["id"], "error": f"{type(error).__name__}: {error}"[:300]}
@@ -106,13 +106,13 @@ def transcript_line(message: Any) -> dict[str, Any]:
     return line
 
 
-async def run_setting(url: str, n: int, rows: list, width: int, timeout: float) -> list[dict]:
+async def run_setting(url: str, n: int, rows: list, width: int, seconds: float) -> list[dict]:
     agent = build_agent(url, n=n, max_tokens=64)
     semaphore = asyncio.Semaphore(width)
 
     async def one(row: dict[str, Any]) -> dict[str, Any]:
         async with semaphore:
-            return await solve(agent, row, timeout)
+            return await solve(agent, row, seconds)
 
     return list(await asyncio.gather(*(one(r) for r in rows)))
 
@@ -148,8 +148,8 @@ def report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "with tool calling on (Hermes parser, ChatML template with tools), `create_agent` + a "
         f"calculator tool, temperature 0.7, {meta['max_tokens']} tokens per reply.",
         "",
-        "| setting | valid tool calls (chosen) | valid tool calls (all samples) | malformed samples "
-        "| strict accuracy | tokens / problem | model calls |",
+        "| setting | valid tool calls (chosen) | valid tool calls (all samples) "
+        "| malformed samples | strict accuracy | tokens / problem | model calls |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in summaries:

@@ -103,7 +103,8 @@ def describe(message: BaseMessage) -> str:
     vote = ""
     if record:
         sizes = [g["size"] for g in record["groups"]]
-        vote = f"  [groups {sizes}, malformed {record['malformed']}, {record['tokens']['total']} tokens]"
+        tokens = record["tokens"]["total"]
+        vote = f"  [groups {sizes}, malformed {record['malformed']}, {tokens} tokens]"
     calls = ", ".join(f"{c['name']}({c['args']})" for c in message.tool_calls)
     return f"ai: {calls or message.text[:200]}{vote}"
 
