@@ -21,6 +21,7 @@ import asyncio
 import json
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -170,13 +171,19 @@ async def main() -> None:
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--width", type=int, default=8, help="problems run at once")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per problem")
+    parser.add_argument(
+        "--base-url", default=None, help="a running `ttc serve` (default: start one)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_tools")
     args = parser.parse_args()
     rows = read_problems(Path(args.dataset), args.offset, args.limit)
     started = time.monotonic()
     settings = EngineSettings(max_model_len=2048, kv_cache_gib=1)
     results: dict[str, list[dict[str, Any]]] = {}
-    with local_server(str(prepare_embedded_model()), settings) as url:
+    with ExitStack() as stack:
+        url = args.base_url or stack.enter_context(
+            local_server(str(prepare_embedded_model()), settings)
+        )
         for label, n in SETTINGS:
             results[label] = await run_setting(url, n, rows, args.width, args.timeout)
             print(json.dumps(summarize(label, n, results[label])), flush=True)

@@ -307,6 +307,7 @@ async def test_chat_ttc_progress_as_custom_events():
     assert names == ["ttc", "ttc", "ttc"]
 
 
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
 async def test_chat_ttc_in_a_prebuilt_react_agent():
     agent = create_react_agent(ChatTTC(Scripted(VOTE), n=4), [calculator])
     final = await agent.ainvoke({"messages": [HumanMessage("What is 6*7?")]})

@@ -11,7 +11,7 @@ from langgraph_ttc.cli import eval as command
 from langgraph_ttc.models import prepare_embedded_model
 from langgraph_ttc.policies import OpenAIPolicy, VLLMPolicy
 from langgraph_ttc.verifiers import ArithmeticVerifier
-from langgraph_ttc.vllm_serve import CHATML_TOOLS_TEMPLATE
+from langgraph_ttc.vllm_serve import CHATML_TOOLS_TEMPLATE, tool_calling_flags
 from tests.fake_openai_server import FakeOpenAIServer
 
 
@@ -127,3 +127,17 @@ def test_the_tools_template_renders_like_the_models_own_without_tools():
         in text
     )
     assert "<tool_response>\n42\n</tool_response>" in text
+
+
+def test_a_model_with_its_own_tools_template_keeps_it(tmp_path):
+    (tmp_path / "chat_template.jinja").write_text(
+        "<|im_start|>{% if tools %}{{ tools }}{% endif %}"
+    )
+    assert "--chat-template" not in tool_calling_flags(str(tmp_path))
+    assert "--chat-template" not in tool_calling_flags("org/some-hub-model")  # not local: its own
+    (tmp_path / "chat_template.jinja").unlink()
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": "<|im_start|>x"}))
+    assert "--chat-template" in tool_calling_flags(str(tmp_path))
+    assert tool_calling_flags(str(tmp_path))[:3] == [
+        "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+    ]  # fmt: skip

@@ -68,6 +68,7 @@ async def test_middleware_agent_votes_on_each_model_call(server_url):
             assert not message.text.startswith("Error")
 
 
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
 async def test_react_agent_with_chat_ttc_streams_messages(server_url):
     agent = build_agent(server_url, n=3, react=True, max_tokens=48)
     chunks, ai = [], []
