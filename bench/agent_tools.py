@@ -108,7 +108,9 @@ def transcript_line(message: Any) -> dict[str, Any]:
 
 
 async def run_setting(url: str, n: int, rows: list, width: int, seconds: float) -> list[dict]:
-    agent = build_agent(url, n=n, max_tokens=64)
+    # a request may wait long behind the others on a loaded CPU: a sample that times out is
+    # left out of the vote (the record's `failed`), so give each request the problem's time
+    agent = build_agent(url, n=n, max_tokens=64, timeout=seconds)
     semaphore = asyncio.Semaphore(width)
 
     async def one(row: dict[str, Any]) -> dict[str, Any]:

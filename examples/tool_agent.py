@@ -54,14 +54,16 @@ def served_model(base_url: str) -> str:
     return str(response.json()["data"][0]["id"])
 
 
-def chat_model(base_url: str, *, max_tokens: int = 96, temperature: float = 0.7) -> ChatOpenAI:
+def chat_model(
+    base_url: str, *, max_tokens: int = 96, temperature: float = 0.7, timeout: float = 120.0
+) -> ChatOpenAI:
     return ChatOpenAI(
         base_url=base_url,
         api_key="unused",  # a local server needs none
         model=served_model(base_url),
         max_tokens=max_tokens,
         temperature=temperature,
-        timeout=120,
+        timeout=timeout,
         max_retries=0,
     )
 
