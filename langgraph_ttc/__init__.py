@@ -20,13 +20,28 @@ from langgraph_ttc.strategies import (
 )
 from langgraph_ttc.types import PRM, Candidate, Completion, GenerationRequest, Policy
 
+_AGENTS = ("ChatTTC", "TTCMiddleware", "strategy_tool")
+
+
+def __getattr__(name: str) -> object:
+    """The agent entry points load on first use: they need the optional `langchain`."""
+    if name in _AGENTS:
+        # optional dependency: langchain (the `agents` extra)
+        from langgraph_ttc import agents
+
+        return getattr(agents, name)
+    raise AttributeError(f"module 'langgraph_ttc' has no attribute {name!r}")
+
+
 __all__ = [
     "MAX_ANSWER_CHARS",
     "PRM",
     "Candidate",
+    "ChatTTC",
     "Completion",
     "GenerationRequest",
     "Policy",
+    "TTCMiddleware",
     "aggregate",
     "answers_equivalent",
     "create_adaptive_majority",
@@ -41,6 +56,7 @@ __all__ = [
     "extract_boxed",
     "select",
     "split_steps",
+    "strategy_tool",
     "strict_answer",
 ]
 __version__ = "0.1.0"

@@ -119,6 +119,34 @@ class SelectedEvent(TypedDict):
     score: float | None
 
 
+@with_config(_strict)
+class ActionEvent(TypedDict):
+    """An agent's model call: one sampled reply (a next action) arrived."""
+
+    type: Literal["action"]
+    strategy: str  # "ttc_agent"
+    id: int  # the sample's index within the call
+    kind: Literal["tool_calls", "text"]
+    key: str  # its equivalence key (tool calls as canonical JSON, or the answer / text)
+    valid: bool  # False: a malformed tool call (never chosen while a valid reply exists)
+    problems: list[str]
+    num_tokens: int
+
+
+@with_config(_strict)
+class ActionSelectedEvent(TypedDict):
+    """An agent's model call: the reply chosen among the samples."""
+
+    type: Literal["action_selected"]
+    strategy: str
+    selection: str  # the mode that decided: majority, weighted, naive or usc
+    group_sizes: list[int]  # equivalent replies per group, first seen first
+    scores: list[float | None]  # the verifier's score per sample (None: not scored)
+    id: int | None  # the chosen sample
+    key: str | None
+    reason: str  # why the mode fell back, or ""
+
+
 ProgressEvent = Annotated[
     CandidateEvent
     | ScoreEvent
@@ -127,7 +155,9 @@ ProgressEvent = Annotated[
     | GenerationEvent
     | ErrorEvent
     | RouteEvent
-    | SelectedEvent,
+    | SelectedEvent
+    | ActionEvent
+    | ActionSelectedEvent,
     Field(discriminator="type"),
 ]
 
@@ -136,7 +166,7 @@ def emit(event: ProgressEvent) -> None:
     """Send an event to the "custom" stream; a no-op outside a streaming graph run."""
     try:
         writer = get_stream_writer()
-    except RuntimeError:  # called outside a graph run (e.g. from a unit test of a node helper)
+    except (RuntimeError, KeyError):  # outside a graph run (a unit test, a bare chat model)
         return
     writer(event)
 

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+from langgraph_ttc.actions import group_equivalent
 from langgraph_ttc.answers import answers_equivalent, normalize_answer
 from langgraph_ttc.types import Candidate
 
@@ -58,22 +59,14 @@ def group_by_answer(
     """Group candidates whose answers are equivalent; candidates without an answer are left out.
 
     Exact matches (after normalisation) group first; the remaining groups are merged by comparing
-    one representative each, so math-verify runs O(groups^2), not O(candidates^2).
+    one representative each, so math-verify runs O(groups^2), not O(candidates^2). The same
+    grouping keys agents' actions (`langgraph_ttc.actions`).
     """
-    by_key: dict[str, list[Candidate]] = {}
-    for candidate in candidates:
-        if candidate["answer"] is None:
-            continue
-        by_key.setdefault(normalize_answer(candidate["answer"]), []).append(candidate)
-    groups: list[list[Candidate]] = []
-    for members in by_key.values():
-        for group in groups:
-            if equivalent(group[0]["answer"], members[0]["answer"]):
-                group.extend(members)
-                break
-        else:
-            groups.append(list(members))
-    return groups
+    return group_equivalent(
+        candidates,
+        lambda c: None if c["answer"] is None else normalize_answer(c["answer"]),
+        lambda a, b: equivalent(a["answer"], b["answer"]),
+    )
 
 
 def select(

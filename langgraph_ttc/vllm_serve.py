@@ -33,10 +33,12 @@ def serve_command(
     port: int = 8000,
     host: str = "127.0.0.1",
     on_cpu: bool = True,
+    tools: bool = True,
 ) -> tuple[list[str], dict[str, str]]:
     """`vllm serve` argv and the extra environment for `model` with `VLLMPolicy`'s engine
     settings (on CPU: float32, eager, 32-token blocks, chunked prefill off, the KV cache size
-    and OMP binding), so a server generates what the in-process engine would."""
+    and OMP binding), so a server generates what the in-process engine would. With `tools`,
+    tool calling is on (see `tool_calling_flags`)."""
 
     args = build_engine_args(model, settings or EngineSettings(), on_cpu)
     env: dict[str, str] = {}
@@ -59,6 +61,8 @@ def serve_command(
     if args.pop("disable_log_stats", False):
         argv.append("--disable-log-stats")
     argv.append("--disable-uvicorn-access-log")
+    if tools:
+        argv += tool_calling_flags(argv[argv.index("--model") + 1])
     for key, value in args.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -68,6 +72,34 @@ def serve_command(
         else:
             argv += [flag, str(value)]
     return argv, env
+
+
+TOOL_CALL_PARSER = "hermes"  # <tool_call>{"name": ..., "arguments": ...}</tool_call>
+CHATML_TOOLS_TEMPLATE = Path(__file__).parent / "data" / "chatml_tools.jinja"
+
+
+def tool_calling_flags(model: str) -> list[str]:
+    """vLLM's tool calling: `--enable-auto-tool-choice` with the Hermes parser, and for a local
+    ChatML model whose own chat template has no tools (the embedded SmolLM2) a ChatML template
+    that lists the tools and renders tool calls and results in the Hermes format (without
+    tools it renders exactly as the model's own)."""
+    flags = ["--enable-auto-tool-choice", "--tool-call-parser", TOOL_CALL_PARSER]
+    template = own_chat_template(Path(model))
+    if template is not None and "<|im_start|>" in template and "tools" not in template:
+        flags += ["--chat-template", str(CHATML_TOOLS_TEMPLATE)]
+    return flags
+
+
+def own_chat_template(model_dir: Path) -> str | None:
+    """A local model's chat template (chat_template.jinja or tokenizer_config.json)."""
+    jinja = model_dir / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    config = model_dir / "tokenizer_config.json"
+    if config.is_file():
+        template = json.loads(config.read_text()).get("chat_template")
+        return template if isinstance(template, str) else None
+    return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -84,12 +116,13 @@ def local_server(
     port: int | None = None,
     log_path: Path | None = None,
     startup_timeout: float = 900.0,
+    tools: bool = True,
 ) -> Iterator[str]:
     """Run `vllm serve` (see `serve_command`) on a loopback port while the block runs; yields
-    its base URL (".../v1"). The server runs in its own process group, which is always killed
-    on exit, also when the block raises."""
+    its base URL (".../v1"), tool calling on unless `tools=False`. The server runs in its own
+    process group, which is always killed on exit, also when the block raises."""
     port = port or free_port()
-    argv, env = serve_command(resolve_model(model), settings, port=port)
+    argv, env = serve_command(resolve_model(model), settings, port=port, tools=tools)
     if log_path is None:
         log_path = Path(tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")[1])
     with open(log_path, "wb") as log_file:

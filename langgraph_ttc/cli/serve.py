@@ -25,6 +25,13 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-model-len", type=int, default=4096)
+    serve.add_argument(
+        "--no-tools",
+        dest="tools",
+        action="store_false",
+        help="turn off tool calling (on by default: --enable-auto-tool-choice, the Hermes "
+        "tool-call parser and, for the embedded model, a chat template with tools)",
+    )
     serve.set_defaults(run=main)
 
 
@@ -32,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     model = resolve_model(args.model)
     settings = EngineSettings(max_model_len=args.max_model_len)
     argv, env = serve_command(
-        model, settings, port=args.port, host=args.host, on_cpu=is_cpu_platform()
+        model, settings, port=args.port, host=args.host, on_cpu=is_cpu_platform(), tools=args.tools
     )
     print(
         f"starting vllm serve on http://{args.host}:{args.port}/v1 (model {model}); then:\n"

@@ -1,7 +1,9 @@
 """`ttc solve/eval --base-url` over an OpenAI-compatible server, and `ttc serve`."""
 
 import json
+from pathlib import Path
 
+import jinja2
 import pytest
 
 from langgraph_ttc import cli
@@ -9,6 +11,7 @@ from langgraph_ttc.cli import eval as command
 from langgraph_ttc.models import prepare_embedded_model
 from langgraph_ttc.policies import OpenAIPolicy, VLLMPolicy
 from langgraph_ttc.verifiers import ArithmeticVerifier
+from langgraph_ttc.vllm_serve import CHATML_TOOLS_TEMPLATE, tool_calling_flags
 from tests.fake_openai_server import FakeOpenAIServer
 
 
@@ -73,3 +76,68 @@ def test_serve_execs_vllm_with_the_cpu_settings(monkeypatch, capsys):
     assert "--block-size 32" in joined and "--no-enable-chunked-prefill" in seen["argv"]
     assert seen["env"]["VLLM_CPU_KVCACHE_SPACE"].isdigit()
     assert "--base-url http://127.0.0.1:8123/v1" in capsys.readouterr().err
+
+
+def test_serve_turns_tool_calling_on_with_a_template_for_the_embedded_model(monkeypatch):
+    seen = {}
+
+    def fake_execve(path, argv, env):
+        seen["argv"] = argv
+        raise SystemExit(0)
+
+    monkeypatch.setattr("os.execve", fake_execve)
+    with pytest.raises(SystemExit):
+        cli.main(["serve"])
+    argv = seen["argv"]
+    assert "--enable-auto-tool-choice" in argv
+    assert argv[argv.index("--tool-call-parser") + 1] == "hermes"
+    assert Path(argv[argv.index("--chat-template") + 1]).is_file()
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--no-tools"])
+    assert "--enable-auto-tool-choice" not in seen["argv"]
+    assert "--chat-template" not in seen["argv"]
+
+
+def test_the_tools_template_renders_like_the_models_own_without_tools():
+    own = (prepare_embedded_model() / "chat_template.jinja").read_text()
+    ours = CHATML_TOOLS_TEMPLATE.read_text()
+    env = jinja2.Environment()
+    for messages in (
+        [{"role": "user", "content": "hi"}],
+        [{"role": "system", "content": "S"}, {"role": "user", "content": "q"},
+         {"role": "assistant", "content": "a"}],
+    ):  # fmt: skip
+        for prompt in (True, False):
+            expected = env.from_string(own).render(messages=messages, add_generation_prompt=prompt)
+            got = env.from_string(ours).render(messages=messages, add_generation_prompt=prompt)
+            assert got == expected
+    tools = [{"type": "function", "function": {"name": "calculator", "parameters": {}}}]
+    call = {"function": {"name": "calculator", "arguments": '{"expression": "6*7"}'}}
+    conversation = [
+        {"role": "user", "content": "6*7?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "42"},
+    ]
+    text = env.from_string(ours).render(
+        messages=conversation, tools=tools, add_generation_prompt=True
+    )
+    assert '"name": "calculator"' in text.split("</tools>\n\nFor each")[0].split("<tools>\n")[1]
+    assert (
+        '<tool_call>\n{"name": "calculator", "arguments": {"expression": "6*7"}}\n</tool_call>'
+        in text
+    )
+    assert "<tool_response>\n42\n</tool_response>" in text
+
+
+def test_a_model_with_its_own_tools_template_keeps_it(tmp_path):
+    (tmp_path / "chat_template.jinja").write_text(
+        "<|im_start|>{% if tools %}{{ tools }}{% endif %}"
+    )
+    assert "--chat-template" not in tool_calling_flags(str(tmp_path))
+    assert "--chat-template" not in tool_calling_flags("org/some-hub-model")  # not local: its own
+    (tmp_path / "chat_template.jinja").unlink()
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"chat_template": "<|im_start|>x"}))
+    assert "--chat-template" in tool_calling_flags(str(tmp_path))
+    assert tool_calling_flags(str(tmp_path))[:3] == [
+        "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+    ]  # fmt: skip

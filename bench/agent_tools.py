@@ -1,0 +1,210 @@
+"""A tool-calling agent on the embedded model, bare and with TTCMiddleware(n=4, n=8).
+
+An agent (`langchain.agents.create_agent` + a `calculator(expression)` tool, ChatOpenAI on a
+`vllm serve` this script starts with tool calling on) answers word problems. Per setting:
+
+- valid tool calls: the share of model calls whose reply (the chosen one, with TTC) is a
+  well-formed calculator call; with TTC also the share of all samples that were;
+- strict accuracy: the final reply states the gold answer (a `\\boxed{}` or "the answer is");
+- tokens per problem: prompt + generated tokens of every request (all samples, with TTC).
+
+    .venv/bin/python bench/agent_tools.py [--limit 40] [--offset 200]
+
+Problems: rows 200.. of ../shared/data/mawps_multiarith.jsonl (two-step arithmetic; other
+benchmarks read the first rows). Writes bench/results/agent_tools/{results.json,README.md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from langchain_core.messages import AIMessage  # noqa: E402
+
+from examples.tool_agent import ask, build_agent, calculator  # noqa: E402
+from langgraph_ttc.actions import make_action  # noqa: E402
+from langgraph_ttc.agents.selector import tool_checks  # noqa: E402
+from langgraph_ttc.answers import answers_equivalent, strict_answer  # noqa: E402
+from langgraph_ttc.models import prepare_embedded_model  # noqa: E402
+from langgraph_ttc.policies import EngineSettings  # noqa: E402
+from langgraph_ttc.vllm_serve import local_server  # noqa: E402
+
+SETTINGS = (("bare agent", 1), ("TTCMiddleware(n=4)", 4), ("TTCMiddleware(n=8)", 8))
+CHECKS = tool_checks([calculator])
+QUESTION = (
+    "{problem}\n\nUse the calculator tool for the arithmetic. When you have the result, "
+    "reply with: The answer is <number>."
+)
+
+
+def read_problems(path: Path, offset: int, limit: int) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return rows[offset : offset + limit]
+
+
+def valid_call(message: AIMessage) -> bool:
+    action = make_action(
+        0,
+        tool_calls=message.tool_calls,
+        invalid_calls=message.invalid_tool_calls,
+        text=message.text,
+        tools=CHECKS,
+    )
+    return bool(action.tool_calls) and action.valid
+
+
+def call_tokens(message: AIMessage) -> int:
+    record = message.response_metadata.get("ttc")
+    if record:
+        return int(record["tokens"]["total"])
+    usage = message.usage_metadata or {}
+    return int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+
+
+async def solve(agent: Any, row: dict[str, Any], seconds: float) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        result = await asyncio.wait_for(
+            ask(agent, QUESTION.format(problem=row["problem"]), recursion_limit=7), seconds
+        )
+    except Exception as error:  # a problem that fails or runs out of steps scores 0
+        return {"id": row["id"], "error": f"{type(error).__name__}: {error}"[:300]}
+    ai = [m for m in result["messages"] if isinstance(m, AIMessage)]
+    samples = [e for e in result["events"] if e["type"] == "action"]
+    answer = strict_answer(result["answer"]) if ai and not ai[-1].tool_calls else None
+    return {
+        "id": row["id"],
+        "model_calls": len(ai),
+        "valid_calls": sum(valid_call(m) for m in ai),
+        "samples": len(samples),
+        "valid_samples": sum(e["kind"] == "tool_calls" and e["valid"] for e in samples),
+        "malformed_samples": sum(not e["valid"] for e in samples),
+        "tokens": sum(call_tokens(m) for m in ai),
+        "answer": answer,
+        "correct": answer is not None and answers_equivalent(answer, row["answer"]),
+        "seconds": round(time.monotonic() - started, 1),
+        "transcript": [transcript_line(m) for m in result["messages"]],
+    }
+
+
+def transcript_line(message: Any) -> dict[str, Any]:
+    line: dict[str, Any] = {"type": message.type, "text": message.text[:300]}
+    if isinstance(message, AIMessage):
+        line["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
+        record = message.response_metadata.get("ttc")
+        if record:
+            keep = ("selection", "groups", "chosen", "malformed", "problems", "tokens", "reason")
+            line["ttc"] = {k: record[k] for k in keep}
+    return line
+
+
+async def run_setting(url: str, n: int, rows: list, width: int, seconds: float) -> list[dict]:
+    # a request may wait long behind the others on a loaded CPU: a sample that times out is
+    # left out of the vote (the record's `failed`), so give each request the problem's time
+    agent = build_agent(url, n=n, max_tokens=64, timeout=seconds)
+    semaphore = asyncio.Semaphore(width)
+
+    async def one(row: dict[str, Any]) -> dict[str, Any]:
+        async with semaphore:
+            return await solve(agent, row, seconds)
+
+    return list(await asyncio.gather(*(one(r) for r in rows)))
+
+
+def summarize(label: str, n: int, results: list[dict[str, Any]]) -> dict[str, Any]:
+    done = [r for r in results if "error" not in r]
+    calls = sum(r["model_calls"] for r in done)
+    samples = sum(r["samples"] for r in done)
+    return {
+        "setting": label,
+        "n": n,
+        "problems": len(results),
+        "failed_runs": len(results) - len(done),
+        "model_calls": calls,
+        "valid_tool_call_share": round(sum(r["valid_calls"] for r in done) / calls, 3)
+        if calls
+        else 0.0,
+        "valid_sample_share": round(sum(r["valid_samples"] for r in done) / samples, 3)
+        if samples
+        else None,
+        "malformed_samples": sum(r["malformed_samples"] for r in done),
+        "accuracy": round(sum(r.get("correct", False) for r in results) / len(results), 3),
+        "tokens_per_problem": round(sum(r["tokens"] for r in done) / max(1, len(done))),
+    }
+
+
+def report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        "# Tool-calling agent: bare vs TTCMiddleware",
+        "",
+        f"{meta['problems']} problems ({meta['dataset']} rows {meta['offset']}-"
+        f"{meta['offset'] + meta['problems'] - 1}), the embedded model behind `vllm serve` "
+        "with tool calling on (Hermes parser, ChatML template with tools), `create_agent` + a "
+        f"calculator tool, temperature 0.7, {meta['max_tokens']} tokens per reply.",
+        "",
+        "| setting | valid tool calls (chosen) | valid tool calls (all samples) "
+        "| malformed samples | strict accuracy | tokens / problem | model calls |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        share = "-" if s["valid_sample_share"] is None else f"{s['valid_sample_share']:.0%}"
+        lines.append(
+            f"| {s['setting']} | {s['valid_tool_call_share']:.0%} | {share} | "
+            f"{s['malformed_samples']} | {s['accuracy']:.0%} | {s['tokens_per_problem']} | "
+            f"{s['model_calls']} |"
+        )
+    lines += ["", f"Command: `{meta['command']}`; {meta['seconds']:.0f} s in all.", ""]
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="../shared/data/mawps_multiarith.jsonl")
+    parser.add_argument("--offset", type=int, default=200)
+    parser.add_argument("--limit", type=int, default=40)
+    parser.add_argument("--width", type=int, default=8, help="problems run at once")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per problem")
+    parser.add_argument(
+        "--base-url", default=None, help="a running `ttc serve` (default: start one)"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_tools")
+    args = parser.parse_args()
+    rows = read_problems(Path(args.dataset), args.offset, args.limit)
+    started = time.monotonic()
+    settings = EngineSettings(max_model_len=2048, kv_cache_gib=1)
+    results: dict[str, list[dict[str, Any]]] = {}
+    with ExitStack() as stack:
+        url = args.base_url or stack.enter_context(
+            local_server(str(prepare_embedded_model()), settings)
+        )
+        for label, n in SETTINGS:
+            results[label] = await run_setting(url, n, rows, args.width, args.timeout)
+            print(json.dumps(summarize(label, n, results[label])), flush=True)
+    summaries = [summarize(label, n, results[label]) for label, n in SETTINGS]
+    meta = {
+        "dataset": Path(args.dataset).name,
+        "offset": args.offset,
+        "problems": len(rows),
+        "max_tokens": 64,
+        "seconds": time.monotonic() - started,
+        "command": "python bench/agent_tools.py " + " ".join(sys.argv[1:]),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(
+        json.dumps({"meta": meta, "summary": summaries, "problems": results}, indent=1)
+    )
+    (args.out / "README.md").write_text(report(summaries, meta))
+    print(report(summaries, meta))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,128 @@
+"""A tool-calling agent that samples several next actions per step and votes on them.
+
+Start a server with tool calling (on by default), then ask:
+
+    ttc serve --port 8000 &
+    .venv/bin/python examples/tool_agent.py "What is 37 * 43?"
+    .venv/bin/python examples/tool_agent.py --react "What is 37 * 43?"   # the chat-model way
+
+The default builds `langchain.agents.create_agent(ChatOpenAI(...), [calculator],
+middleware=[TTCMiddleware(n=4)])`; `--react` builds LangGraph's prebuilt
+`create_react_agent(ChatTTC(ChatOpenAI(...), n=4), [calculator])`. Each model call samples n
+replies, groups equivalent ones (the same tool call with the same arguments, or the same
+answer) and keeps the largest group; the record is on the message:
+`message.response_metadata["ttc"]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+import httpx
+from langchain.agents import create_agent
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.tools import tool
+from langchain_openai import ChatOpenAI
+from langgraph.prebuilt import create_react_agent
+
+from langgraph_ttc import ChatTTC, TTCMiddleware
+from langgraph_ttc.verifiers.arithmetic import ExpressionError, evaluate
+
+DEFAULT_QUESTION = "What is 37 * 43?"
+SYSTEM_PROMPT = (
+    "You are a careful assistant. For any arithmetic, call the calculator tool with the "
+    "expression, then give the final answer as a number."
+)
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression with + - * / ^ and parentheses, e.g. 37 * 43."""
+    try:
+        value = evaluate(expression)
+    except ExpressionError as error:
+        return f"error: {error}"
+    return str(value.numerator) if value.denominator == 1 else f"{float(value):.6g}"
+
+
+def served_model(base_url: str) -> str:
+    """The server's first model (`ttc serve` serves one)."""
+    response = httpx.get(base_url.rstrip("/") + "/models", timeout=10.0)
+    response.raise_for_status()
+    return str(response.json()["data"][0]["id"])
+
+
+def chat_model(
+    base_url: str, *, max_tokens: int = 96, temperature: float = 0.7, timeout: float = 120.0
+) -> ChatOpenAI:
+    return ChatOpenAI(
+        base_url=base_url,
+        api_key="unused",  # a local server needs none
+        model=served_model(base_url),
+        max_tokens=max_tokens,
+        temperature=temperature,
+        timeout=timeout,
+        max_retries=0,
+    )
+
+
+def build_agent(
+    base_url: str, *, n: int = 4, react: bool = False, selection: str = "majority", **model: Any
+) -> Any:
+    """The calculator agent on the server at `base_url`, voting on n samples per step."""
+    llm = chat_model(base_url, **model)
+    if react:
+        return create_react_agent(
+            ChatTTC(llm, n=n, selection=selection), [calculator], prompt=SYSTEM_PROMPT
+        )
+    middleware = [TTCMiddleware(n=n, selection=selection)] if n > 1 else []
+    return create_agent(llm, [calculator], system_prompt=SYSTEM_PROMPT, middleware=middleware)
+
+
+async def ask(agent: Any, question: str, recursion_limit: int = 12) -> dict[str, Any]:
+    """Run the agent; the final text, the messages and the progress events it streamed."""
+    events: list[dict[str, Any]] = []
+    state: dict[str, Any] = {}
+    config = {"recursion_limit": recursion_limit}
+    async for mode, chunk in agent.astream(
+        {"messages": [HumanMessage(question)]}, config, stream_mode=["custom", "values"]
+    ):
+        if mode == "custom":
+            events.append(chunk)
+        else:
+            state = chunk
+    messages: list[BaseMessage] = state.get("messages", [])
+    return {"answer": messages[-1].text if messages else "", "messages": messages, "events": events}
+
+
+def describe(message: BaseMessage) -> str:
+    """One line per message, with the vote of a model call."""
+    if not isinstance(message, AIMessage):
+        return f"{message.type}: {message.text[:200]}"
+    record = message.response_metadata.get("ttc")
+    vote = ""
+    if record:
+        sizes = [g["size"] for g in record["groups"]]
+        tokens = record["tokens"]["total"]
+        vote = f"  [groups {sizes}, malformed {record['malformed']}, {tokens} tokens]"
+    calls = ", ".join(f"{c['name']}({c['args']})" for c in message.tool_calls)
+    return f"ai: {calls or message.text[:200]}{vote}"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("question", nargs="?", default=DEFAULT_QUESTION)
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+    parser.add_argument("--n", type=int, default=4)
+    parser.add_argument("--react", action="store_true", help="create_react_agent + ChatTTC")
+    args = parser.parse_args()
+    agent = build_agent(args.base_url, n=args.n, react=args.react)
+    result = await ask(agent, args.question)
+    for message in result["messages"]:
+        print(describe(message))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
