@@ -9,6 +9,6 @@ describes the requests, the streamed chunks, the errors and scaling out.
 """
 
 from langgraph_ttc.server.app import create_app
-from langgraph_ttc.server.limits import Limits, LimitError
+from langgraph_ttc.server.limits import LimitError, Limits
 
 __all__ = ["LimitError", "Limits", "create_app"]

@@ -195,8 +195,8 @@ class Endpoint:
                 try:
                     await backend.check_health()
                 except Exception as error:
-                    raise HTTPError(503, f"the model backend cannot serve: {error}",
-                                    "server_error", None, "backend_unavailable") from None  # fmt: skip
+                    message = f"the model backend cannot serve: {error}"
+                    raise HTTPError(503, message, "server_error", None, "unavailable") from None
 
     def admit(self) -> None:
         try:
