@@ -46,9 +46,10 @@ class StreamOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The fields of a chat-completions request the endpoint reads."""
+    """The fields of a chat-completions request the endpoint reads, typed strictly as JSON
+    decodes them ("4" and true are not a number), as the settings are."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
