@@ -80,8 +80,10 @@ def failure(error: BaseException) -> HTTPError:
         return error
     if isinstance(error, LimitError):
         return HTTPError(429, str(error), "rate_limit_error", error.code, error.code)
-    if isinstance(error, PolicyTimeoutError):
-        return HTTPError(504, f"the model backend is too slow: {error}", "server_error")
+    if isinstance(error, PolicyTimeoutError):  # the request's policy_timeout, a time limit
+        return HTTPError(
+            429, str(error), "rate_limit_error", "ttc.policy_timeout", "policy_timeout"
+        )
     if isinstance(error, TimeoutError):
         return HTTPError(
             429, "the search overran this endpoint's time limit per run", "rate_limit_error",
@@ -165,10 +167,13 @@ class Endpoint:
             )  # fmt: skip
         return STRATEGIES[name]
 
-    def settings(self, info: StrategyInfo, given: dict[str, Any]) -> dict[str, Any]:
-        """The request's settings, checked by name, then against the limits (429)."""
+    def settings(self, info: StrategyInfo, chat: ChatRequest) -> dict[str, Any]:
+        """The request's settings: the "ttc" object, checked by name (400), with the OpenAI
+        fields of the same name that the strategy reads (greedy fixes `temperature`); then
+        checked against the limits (429)."""
         model = info.settings
         valid = {*model.model_fields, *model.aliases} - {*info.fixed, *SERVER_ONLY}
+        given = {**chat.ttc, **{k: v for k, v in chat.openai_settings().items() if k in valid}}
         unknown = [key for key in given if key not in valid]
         if unknown:
             raise bad_request(
@@ -211,7 +216,7 @@ class Endpoint:
         problem = chat.problem()
         if not problem.strip():
             raise bad_request("no problem: the last user message has no text", "messages")
-        graph = self.graph(info, self.settings(info, chat.settings()))
+        graph = self.graph(info, self.settings(info, chat))
         await self.check_backends()
         search = stream.Search(
             graph, problem, f"chatcmpl-{secrets.token_hex(12)}", info.name, self.limits.run_seconds

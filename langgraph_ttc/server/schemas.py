@@ -81,8 +81,9 @@ class ChatRequest(BaseModel):
                 return message.text()
         return ""
 
-    def settings(self) -> dict[str, Any]:
-        """The strategy settings: the "ttc" object, then the OpenAI fields of the same name."""
+    def openai_settings(self) -> dict[str, Any]:
+        """The OpenAI fields that name strategy settings (`max_completion_tokens` is the newer
+        name of `max_tokens`), where given."""
         mapped = {
             "max_tokens": self.max_tokens
             if self.max_tokens is not None
@@ -91,7 +92,7 @@ class ChatRequest(BaseModel):
             "top_p": self.top_p,
             "seed": self.seed,
         }
-        return {**self.ttc, **{k: v for k, v in mapped.items() if v is not None}}
+        return {k: v for k, v in mapped.items() if v is not None}
 
 
 # -- replies ------------------------------------------------------------------------------------

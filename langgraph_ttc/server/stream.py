@@ -27,6 +27,9 @@ from langgraph_ttc.server.schemas import chunk_body, ttc_body, usage_body
 log = logging.getLogger(__name__)
 
 Item = tuple[str, Any]  # ("event", event) | ("done", output) | ("failed", exception)
+# A run is bounded by the endpoint's time limit and token budget, not by LangGraph's step
+# count (a budget that pays one sample per round makes many short rounds).
+CONFIG: dict[str, Any] = {"recursion_limit": 100_000}
 
 
 @dataclass
@@ -48,7 +51,7 @@ class Search:
             with backends.run_key(self.completion_id):
                 async with asyncio.timeout(self.seconds):
                     async for mode, chunk in self.graph.astream(
-                        {"problem": self.problem}, stream_mode=["custom", "values"]
+                        {"problem": self.problem}, CONFIG, stream_mode=["custom", "values"]
                     ):
                         if mode == "custom":
                             self.queue.put_nowait(("event", chunk))

@@ -265,10 +265,12 @@ def test_a_dead_engine_is_a_503():
             assert httpx.get(f"{base.removesuffix('/v1')}/health").status_code == (
                 503 if policy.health else 200
             )
+            client = openai.OpenAI(base_url=base, api_key="none", max_retries=0)
             with pytest.raises(openai.APIError):
-                client = openai.OpenAI(base_url=base, api_key="none", max_retries=0)
-                list(client.chat.completions.create(model="best_of_n", messages=MESSAGES,
-                                                    stream=True, extra_body={"ttc": {"n": 2}}))  # fmt: skip
+                streamed = client.chat.completions.create(
+                    model="best_of_n", messages=MESSAGES, stream=True, extra_body={"ttc": {"n": 2}}
+                )
+                list(streamed)
 
 
 # -- a client that leaves -------------------------------------------------------------------
