@@ -51,7 +51,7 @@ MESSAGE = st.one_of(
                 max_size=3,
             ),
         }
-    ),  # fmt: skip
+    ),
     ODD,
 )
 # near-valid bodies, so that many runs start (and stream) with random settings
@@ -77,7 +77,7 @@ NEAR_VALID = st.fixed_dictionaries(
             ),
             st.one_of(st.integers(1, 4), st.floats(0.1, 1.5), st.sampled_from(["majority"])),
             max_size=4,
-        ),  # fmt: skip
+        ),
     },
     optional={"stream": st.booleans(), "seed": st.integers(0, 5), "max_tokens": st.integers(1, 64)},
 )
@@ -100,7 +100,7 @@ WILD = st.fixed_dictionaries(
                 max_size=5,
             ),
             ODD,
-        ),  # fmt: skip
+        ),
     },
 )
 
