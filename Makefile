@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ttc-installed
 BACKEND ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 DEMO_PROBLEM ?= Tom has 12 apples and buys 7 more. How many apples does he have now?
 
-.PHONY: setup demo serve test unit integration lint bench clean
+.PHONY: setup demo serve test unit integration lint bench clean nginx
 
 setup: $(STAMP)
 	$(BIN)/ttc models prepare
@@ -34,13 +34,22 @@ PORT ?= 8000
 serve: setup
 	$(BIN)/ttc serve --port $(PORT)
 
-test: setup
+test: setup nginx
 	$(BIN)/python -m pytest
+
+# The scale-out test (tests/integration/server/test_scale_out_real.py) starts Debian's nginx
+# from PATH; installed here when missing and the user is root, else say how.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx || \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nginx; }; \
+	  else echo "the scale-out test needs nginx: sudo apt-get install nginx"; fi; }
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-integration: setup
+integration: setup nginx
 	$(BIN)/python -m pytest tests/integration
 
 lint: $(STAMP)
