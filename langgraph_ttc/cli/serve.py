@@ -96,7 +96,7 @@ def serve_strategies(args: argparse.Namespace) -> int:
     # uvicorn and fastapi are the server extra's; only this command needs them
     import uvicorn
 
-    from langgraph_ttc.server import create_app
+    from langgraph_ttc.server import create_app  # loads fastapi
 
     limits = limits_from(args)
     if args.upstream:
