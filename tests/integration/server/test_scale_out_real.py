@@ -4,7 +4,8 @@ beam search lands on one replica, so its prefix cache serves the search: counted
 replica's /metrics and nginx's access log.
 
 The session's `vllm serve` is one replica; the test starts a second with the same (smallest)
-settings, and nginx in a temporary directory."""
+settings, and nginx in a temporary directory. Three searches with the smallest settings
+keep it short."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ PROBLEMS = [
     "Tom has 12 apples and buys 7 more. How many apples does he have now?",
     "A baker has 15 cakes and sells 6. How many cakes are left?",
     "Sara reads 9 pages a day for 4 days. How many pages does she read?",
-    "A box holds 24 pens. 5 are red. How many are not red?",
 ]
 BEAM = {"n": 4, "beam_width": 2, "max_iterations": 3, "max_step_tokens": 48, "max_tokens": 128}
 NGINX_CONF = """
@@ -150,6 +150,6 @@ async def test_one_searchs_requests_land_on_one_replica(server_url, served_model
     assert len(upstreams_by_run) == len(PROBLEMS)
     assert all(len(upstreams) == 1 for upstreams in upstreams_by_run.values())
     for grown in requests_per_run:  # each search's requests all on one replica
-        assert sorted(grown)[0] == 0 and sorted(grown)[1] >= 3
+        assert sorted(grown)[0] == 0 and sorted(grown)[1] >= 2
     served = [i for i in range(2) if any(g[i] for g in requests_per_run)]
     assert all(hits[i] > 0 for i in served)  # the steps after the first hit the cache
