@@ -3,8 +3,9 @@ PATH), which hashes on the `X-TTC-Run` header that OpenAIPolicy sends. Every req
 beam search lands on one replica, so its prefix cache serves the search: counted from each
 replica's /metrics and nginx's access log.
 
-The session's `vllm serve` is one replica; the test starts a second with the same (smallest)
-settings, and nginx in a temporary directory. Three searches with the smallest settings
+The test starts two replicas with the session server's (smallest) settings, with vLLM's
+statistics on (ttc turns them off elsewhere: /metrics needs them), and nginx in a temporary
+directory. Three searches with the smallest settings
 keep it short."""
 
 from __future__ import annotations
