@@ -137,6 +137,9 @@ async def test_one_searchs_requests_land_on_one_replica(server_url, served_model
                     for i, replica in enumerate(replicas):
                         hits[i] += metric(replica, "vllm:prefix_cache_hits") - cached[i]
                 await client.close()
+            for replica in replicas:  # what the counts were read from
+                text = httpx.get(replica.removesuffix("/v1") + "/metrics", timeout=10).text
+                print([line for line in text.splitlines() if "success_total{" in line][:3])
             await policy.aclose()
             log = (directory / "access.log").read_text().split("\n")
     upstreams_by_run = defaultdict(set)
