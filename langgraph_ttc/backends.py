@@ -12,15 +12,22 @@ capability by having its members; nothing to inherit):
 - `ExplainsNoPrefix` (`no_prefix_reason`): `ChatModelPolicy`;
 - `NextTokenLogprobs` (`next_token_logprobs(requests, tokens)`): `VLLMPolicy`, `OpenAIPolicy`;
 - `ReportsLoad` (`capacity`, `sequences_in_flight`): `VLLMPolicy`;
-- `ReportsEngineStats` (`engine_counts()`, `engine_tokens()`): `VLLMPolicy`.
+- `ReportsEngineStats` (`engine_counts()`, `engine_tokens()`): `VLLMPolicy`;
+- `ChecksHealth` (`check_health()`): `VLLMPolicy`.
 
 A policy that declares nothing about prefixes is taken to continue them (the `Policy` contract
 asks it to).
+
+`run_key(key)` names the run that backend calls in a block belong to (the endpoint names each
+search), so a backend behind a load balancer can send one run's requests to one replica
+(`OpenAIPolicy` sends it as the `X-TTC-Run` header).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
 from langgraph_ttc.engine import EngineCounts, EngineTokens
@@ -103,6 +110,14 @@ class ReportsEngineStats(Protocol):
     def engine_tokens(self) -> EngineTokens | None: ...
 
 
+@runtime_checkable
+class ChecksHealth(Protocol):
+    """A backend that can tell, cheaply and without starting anything, that it cannot serve
+    (its engine died): `check_health()` raises then."""
+
+    async def check_health(self) -> None: ...
+
+
 def supports_prefix(policy: object) -> bool:
     """Whether `policy` continues a prefix: what it declares, else yes (the contract)."""
     return policy.supports_prefix if isinstance(policy, DeclaresPrefixSupport) else True
@@ -124,3 +139,24 @@ def shutdown_backend(backend: object) -> None:
     """Stop what `backend` started, if it has a lifecycle."""
     if isinstance(backend, ManagedLifecycle):
         backend.shutdown()
+
+
+_run_key: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "langgraph_ttc_run_key", default=None
+)
+
+
+@contextmanager
+def run_key(key: str) -> Iterator[None]:
+    """Backend calls made in this block (and in tasks it starts, e.g. a graph run) belong to
+    the run `key`."""
+    token = _run_key.set(key)
+    try:
+        yield
+    finally:
+        _run_key.reset(token)
+
+
+def current_run_key() -> str | None:
+    """The run the current backend call belongs to (None outside `run_key`)."""
+    return _run_key.get()

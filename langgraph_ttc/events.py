@@ -8,6 +8,7 @@ search carry the iteration. Read them with `graph.astream(inp, stream_mode="cust
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, NotRequired
 
 from langgraph.config import get_stream_writer
@@ -273,3 +274,71 @@ def selected(strategy: str, chosen: Candidate | None) -> SelectedEvent:
         answer=chosen["answer"] if chosen else None,
         score=chosen["score"] if chosen else None,
     )
+
+
+# -- one line per event, for people ------------------------------------------------------------
+# Front ends that show the search as text (the endpoint's reasoning stream, a terminal) share
+# these lines. Each kind's wording is one function of the event; an unknown kind (a strategy
+# added later) falls back to its type and fields.
+
+_SNIPPET = 80  # characters of a candidate's latest line shown
+
+
+def _snippet(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    return last if len(last) <= _SNIPPET else last[: _SNIPPET - 1] + "…"
+
+
+def _at(event: Mapping[str, Any]) -> str:
+    parts = [f"step {event['iteration']}"] if "iteration" in event else []
+    parts += [f"{key} {event[key]}" for key in ("group", "chain") if event.get(key) is not None]
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+def _score_text(value: Any) -> str:
+    return "none" if value is None else f"{value:.3f}"
+
+
+def _ids(ids: Any) -> str:
+    return ", ".join(map(str, ids)) or "none"
+
+
+_DESCRIBE: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "candidate": lambda e: (
+        f"candidate {e['id']}{_at(e)}"
+        + (f" from {e['parent']}" if e.get("parent") is not None else "")
+        + f": {e['num_tokens']} tokens{', finished' if e['finished'] else ''}"
+        + (f": {_snippet(e['text'])}" if _snippet(e["text"]) else "")
+    ),
+    "score": lambda e: (
+        f"score {e['id']}{_at(e)}: {_score_text(e['score'])} ({len(e['step_scores'])} steps)"
+    ),
+    "prune": lambda e: f"prune{_at(e)}: kept {_ids(e['kept'])}; dropped {_ids(e['dropped'])}",
+    "critique": lambda e: f"critique of {e['id']}{_at(e)}: {_snippet(e['text'])}",
+    "generation": lambda e: (
+        f"generating{_at(e)}: {e['tokens']} tokens, "
+        f"{e['finished']}/{e['sequences']} samples done, {e['seconds']:.1f} s"
+    ),
+    "error": lambda e: (
+        f"error{_at(e)}" + (f" (candidate {e['id']})" if "id" in e else "") + f": {e['message']}"
+    ),
+    "route": lambda e: (
+        f"route: {e['route']} (difficulty signal {e['signal']:.2f}, "
+        f"bin {e['bin']}, budget {e['budget']})"
+    ),
+    "selected": lambda e: (
+        f"selected {e['id']}: answer {e['answer']} (score {_score_text(e['score'])})"
+    ),
+}
+
+
+def describe(event: Mapping[str, Any]) -> str:
+    """One short human-readable line for a progress event ("prune [step 2]: kept 1, 4; dropped
+    2, 3"). Never raises: an unknown or malformed event is shown by its type and fields."""
+    kind = str(event.get("type", "event"))
+    try:
+        return _DESCRIBE[kind](event)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        fields = ", ".join(f"{k}={v!r}" for k, v in event.items() if k not in ("type", "strategy"))
+        return f"{kind}: {fields}"[:200]

@@ -12,6 +12,8 @@ results match the in-process engine's; a prefix that comes with the ids the serv
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import os
@@ -23,6 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
+from langgraph_ttc.backends import current_run_key
 from langgraph_ttc.errors import PolicyError
 from langgraph_ttc.policies.base import (
     GenerationMeter,
@@ -55,6 +58,19 @@ log = logging.getLogger(__name__)
 
 _IMPORT_LOCK = threading.Lock()
 MODEL_LIST_BYTES = 4 * BASE_REPLY_BYTES
+# Sent with every request: the run it belongs to, so a load balancer hashing on it (nginx:
+# `hash $http_x_ttc_run consistent;`) sends a whole search to one replica and its prefix cache.
+RUN_HEADER = "X-TTC-Run"
+
+
+def run_header(request: GenerationRequest) -> str:
+    """The run key (`backends.run_key`), else a digest of the request's conversation: every
+    request of one search shares it (only the prefix differs), so either keeps it together."""
+    key = current_run_key()
+    if key is None:
+        conversation = json.dumps(request.messages, sort_keys=True, ensure_ascii=False)
+        key = hashlib.sha256(conversation.encode()).hexdigest()[:16]
+    return key
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -311,6 +327,7 @@ class OpenAIPolicy:
             "stop": list(request.stop) or None,
             "seed": request.seed,
             "logprobs": 0,  # per-token logprobs of the sampled tokens: counts and cumulative
+            "extra_headers": {RUN_HEADER: run_header(request)},
             "extra_body": {
                 "add_special_tokens": False,
                 "include_stop_str_in_output": True,
@@ -383,6 +400,7 @@ class OpenAIPolicy:
                 "max_tokens": 1,
                 "temperature": 0.0,
                 "logprobs": len(unique),
+                "extra_headers": {RUN_HEADER: run_header(request)},
                 "extra_body": {
                     "add_special_tokens": False,
                     "logprob_token_ids": unique,

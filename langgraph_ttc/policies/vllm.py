@@ -296,6 +296,13 @@ class VLLMPolicy:
             return 0
         return int(self._engine.output_processor.get_num_unfinished_requests())
 
+    async def check_health(self) -> None:
+        """Raise PolicyError if the engine died (a policy not started yet is healthy: its
+        engine starts on first use)."""
+        engine = self._engine
+        if engine is not None and getattr(engine, "errored", False) is True:
+            raise PolicyError("the vLLM engine died; start a new VLLMPolicy")
+
     async def next_token_logprobs(
         self, requests: Sequence[GenerationRequest], tokens: Sequence[str]
     ) -> list[dict[str, float]]:
