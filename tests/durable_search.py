@@ -1,5 +1,5 @@
-"""A step search (beam search by default; MCTS, REBASE) on a checkpointed thread in its own process, so that a test can SIGKILL the
-process mid-search and resume the thread from a new one.
+"""A step search (beam search by default; MCTS, REBASE) on a checkpointed thread in its own
+process, so that a test can SIGKILL the process mid-search and resume the thread from a new one.
 
 Child side (`python -m tests.durable_search ...`): build the graph over a SQLite or PostgreSQL
 checkpointer, then either run an uninterrupted reference search on its own thread, start the

@@ -1,5 +1,6 @@
-"""Durable search: a beam search (and the tree searches, MCTS and REBASE) checkpointed in SQLite or a real PostgreSQL is SIGKILLed
-mid-search in one process and resumed in another; finished iterations are not redone."""
+"""Durable search: a beam search (and the tree searches, MCTS and REBASE) checkpointed in SQLite
+or a real PostgreSQL is SIGKILLed mid-search in one process and resumed in another; finished
+iterations are not redone."""
 
 import pytest
 

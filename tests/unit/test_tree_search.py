@@ -114,7 +114,7 @@ async def test_mcts_expands_in_one_policy_call_and_scores_in_one_verifier_call_p
 
 async def test_mcts_backs_values_up_and_streams_a_drawable_tree():
     policy, prm = tree_policy(3, alternating), KeywordPRM(GOOD)
-    out, events = await run(create_mcts(policy, prm, n=2, expansions=2, seed=0))
+    _, events = await run(create_mcts(policy, prm, n=2, expansions=2, seed=0))
     for event in events:
         validate(event)
     tree = [e for e in events if e["type"] == "tree"]
