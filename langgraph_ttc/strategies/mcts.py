@@ -10,8 +10,10 @@ candidate), so a checkpointed run resumes the tree where it stopped. Every itera
 - select: n / `expansions` leaves (at least one), each by UCT from the root
   (Q + c sqrt(ln N_parent / N_child), c = `exploration`, an unvisited child first), with a
   virtual loss (a visit of value 0) on every node of a chosen path, so the leaves differ;
-- expand: `expansions` next steps of every selected leaf, in ONE policy call; a leaf at
-  depth `max_depth` - 1 samples the rest of its solution instead;
+- expand: `expansions` next steps of every selected leaf, in ONE policy call (when fewer
+  leaves are open, as for the root, the same number of steps is spread over them: every
+  iteration samples about n steps, as beam search does); a leaf at depth `max_depth` - 1
+  samples the rest of its solution instead;
 - score: the new children in ONE verifier call; with `rollout="greedy"` each unfinished child
   is first run greedily to the end (one more policy call) and valued by the rolled-out
   solution's score, otherwise by its own score;
@@ -67,6 +69,12 @@ def leaves_per_iteration(settings: MCTSSettings) -> int:
     return max(1, settings.n // settings.expansions)
 
 
+def children_per_leaf(settings: MCTSSettings, leaves: int) -> list[int]:
+    """`expansions` each; when fewer leaves are open (the root, at first), the iteration's
+    samples are spread over them, so every iteration samples as many steps."""
+    return trees.spread(leaves_per_iteration(settings) * settings.expansions, leaves)
+
+
 def is_last_step(settings: MCTSSettings, node: trees.TreeNode) -> bool:
     return node["depth"] >= settings.max_depth - 1
 
@@ -89,7 +97,7 @@ async def expand(state: MCTSState, run: Run[MCTSSettings]) -> dict[str, Any]:
     children, usage = await search.expand(
         run,
         parents,
-        [run.settings.expansions] * len(parents),
+        children_per_leaf(run.settings, len(parents)),
         iteration=state["iteration"],
         next_id=len(nodes),
         final=finals,
@@ -209,7 +217,7 @@ def next_node(state: MCTSState, run: Run[MCTSSettings]) -> str:
         search.step_cap(settings, state["nodes"][i], final=is_last_step(settings, state["tree"][i]))
         for i in selected
     ]
-    steps = search.sampled_steps(settings, settings.expansions * len(selected))
+    steps = search.sampled_steps(settings, sum(children_per_leaf(settings, len(selected))))
     return "expand" if run.budget.affords_steps(steps, caps) else "select"
 
 

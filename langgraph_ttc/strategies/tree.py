@@ -127,6 +127,12 @@ def select_leaves(
     return leaves
 
 
+def spread(total: int, parts: int) -> list[int]:
+    """`total` split over `parts` as evenly as possible (the first ones get the extra)."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
 def softmax(scores: Sequence[float], temperature: float) -> list[float]:
     """exp(s / T) / sum exp(s / T), computed stably."""
     if not scores:

@@ -102,11 +102,15 @@ async def test_mcts_expands_in_one_policy_call_and_scores_in_one_verifier_call_p
     iterations = 1 + max(e["iteration"] for e in events if e["type"] == "tree")
     assert out["usage"]["policy_calls"] == len(policy.calls) == iterations
     assert out["usage"]["prm_calls"] == len(prm.calls) == iterations
-    # the first iteration grows the root; later ones n / expansions = 2 distinct leaves
+    # the first iteration grows the root with all n steps; later ones grow
+    # n / expansions = 2 distinct leaves, `expansions` children each
     assert [len(call) for call in policy.calls][:2] == [1, 2]
-    for call in policy.calls:
-        assert all(r.n == 2 for r in call)
-        assert len({r.prefix for r in call}) == len(call)  # virtual loss: distinct leaves
+    assert [r.n for r in policy.calls[0]] == [4]
+    expanded = [e for e in events if e["type"] == "tree" and e["action"] == "expand"]
+    for iteration, call in enumerate(policy.calls[1:], start=1):
+        assert sum(r.n for r in call) == 4
+        parents = {e["parent"] for e in expanded if e["iteration"] == iteration}
+        assert len(parents) == len(call)  # virtual loss: distinct leaves
     assert len(out["candidates"]) == 4
     assert all(c["finish_reason"] == "stop" for c in out["candidates"])
     assert out["answer"] == "3"  # the all-good path
