@@ -1,4 +1,4 @@
-"""A web page that draws a beam search as it grows, fed by Server-Sent Events.
+"""A web page that draws a beam search (or an MCTS tree) as it grows, fed by Server-Sent Events.
 
     .venv/bin/pip install 'langgraph-ttc[examples]'   # fastapi, sse-starlette, uvicorn
     .venv/bin/python examples/sse_app.py --port 8000
@@ -6,15 +6,18 @@
 
 - `GET /` is one self-contained HTML page, sse_app.html (no external scripts, styles or
   fonts).
-- `GET /solve?problem=...` runs a beam search and streams its progress events (the graph's
-  "custom" stream) as Server-Sent Events, one JSON object per message, each with a "type":
-  candidate, score, prune, generation, error, selected (docs/events.md); then a last
+- `GET /solve?problem=...` runs a beam search (`&strategy=mcts`: an MCTS) and streams its
+  progress events (the graph's "custom" stream) as Server-Sent Events, one JSON object per
+  message, each with a "type": candidate, score, prune, tree, generation, error, selected
+  (docs/events.md); then a last
   {"type": "done", "answer", "solution", "usage"}, or {"type": "failed", "message"}.
   A client that disconnects cancels its search (and the engine requests it was making).
 
 The page draws one row per beam: its id, a link to the beam it grew from, its latest step,
 its score as a bar, and whether the last prune kept or dropped it; the selected beam and the
-answer at the end. `?freeze=K` stops drawing (and the search) after K events.
+answer at the end. For MCTS it draws the tree as a nested list from the "tree" events: each
+node's step, its score, and the mean value and visits backed up through it. `?freeze=K` stops
+drawing (and the search) after K events.
 """
 
 from __future__ import annotations
@@ -25,18 +28,21 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse
 from langgraph.graph.state import CompiledStateGraph
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from langgraph_ttc import create_beam_search, logs
+from langgraph_ttc import create_beam_search, create_mcts, logs
 from langgraph_ttc.types import PRM, Policy
 
 SETTINGS: dict[str, Any] = dict(
     n=4, beam_width=2, max_iterations=8, max_step_tokens=64, max_tokens=256, seed=0
+)
+MCTS_SETTINGS: dict[str, Any] = dict(
+    n=4, expansions=2, max_iterations=8, max_step_tokens=64, max_tokens=256, seed=0
 )
 MAX_PROBLEM_CHARS = 2000
 PAGE = Path(__file__).parent / "sse_app.html"
@@ -94,11 +100,16 @@ async def search_events(graph: CompiledStateGraph, problem: str) -> AsyncIterato
         task.cancel()
 
 
-def create_app(policy: Policy, prm: PRM, **settings: Any) -> FastAPI:
+def create_app(
+    policy: Policy, prm: PRM, *, mcts: Mapping[str, Any] | None = None, **settings: Any
+) -> FastAPI:
     """The app over `policy` and `prm`; `settings` go to `create_beam_search` (default:
-    SETTINGS). A policy with `start()` / `shutdown()` (VLLMPolicy) is started with the app and
-    shut down with it."""
-    graph = create_beam_search(policy, prm, **(settings or SETTINGS))
+    SETTINGS), `mcts` to `create_mcts` (default: MCTS_SETTINGS). A policy with `start()` /
+    `shutdown()` (VLLMPolicy) is started with the app and shut down with it."""
+    graphs = {
+        "beam_search": create_beam_search(policy, prm, **(settings or SETTINGS)),
+        "mcts": create_mcts(policy, prm, **(mcts or MCTS_SETTINGS)),
+    }
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,8 +132,9 @@ def create_app(policy: Policy, prm: PRM, **settings: Any) -> FastAPI:
     @app.get("/solve")
     async def solve(
         problem: Annotated[str, Query(min_length=1, max_length=MAX_PROBLEM_CHARS)],
+        strategy: Literal["beam_search", "mcts"] = "beam_search",
     ) -> EventSourceResponse:
-        return EventSourceResponse(search_events(graph, problem), ping=15)
+        return EventSourceResponse(search_events(graphs[strategy], problem), ping=15)
 
     return app
 
