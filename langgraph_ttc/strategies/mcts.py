@@ -52,7 +52,15 @@ from langgraph_ttc.strategies.settings import (
     MCTSSettings,
     Selection,
 )
-from langgraph_ttc.types import PRM, Candidate, Policy, StrategyState, Usage, merge_usage
+from langgraph_ttc.types import (
+    PRM,
+    Candidate,
+    Policy,
+    StrategyState,
+    Usage,
+    empty_usage,
+    merge_usage,
+)
 
 STRATEGY = "mcts"
 
@@ -90,10 +98,10 @@ def initial(settings: MCTSSettings) -> dict[str, Any]:
 
 
 async def expand(state: MCTSState, run: Run[MCTSSettings]) -> dict[str, Any]:
-    tree = [dict(node) for node in state["tree"]]  # copies: the state is never mutated
+    tree = trees.copied(state["tree"])
     nodes = list(state["nodes"])
     parents = [nodes[i] for i in state["selected"]]
-    finals = [is_last_step(run.settings, tree[i]) for i in state["selected"]]  # type: ignore[arg-type]
+    finals = [is_last_step(run.settings, tree[i]) for i in state["selected"]]
     children, usage = await search.expand(
         run,
         parents,
@@ -102,20 +110,7 @@ async def expand(state: MCTSState, run: Run[MCTSSettings]) -> dict[str, Any]:
         next_id=len(nodes),
         final=finals,
     )
-    for child in children:
-        node = trees.add_child(tree, child["parent"], finished=child["finish_reason"] is not None)  # type: ignore[arg-type]
-        step = child["text"][len(nodes[node["parent"]]["text"]) :]  # type: ignore[index]
-        events.emit(
-            events.tree(
-                run.strategy,
-                state["iteration"],
-                "expand",
-                node,
-                step=step,
-                finished=node["finished"],
-            )
-        )
-        nodes.append(child)
+    search.add_to_tree(run, tree, nodes, children, state["iteration"])
     return {
         "tree": tree,
         "nodes": nodes,
@@ -132,7 +127,7 @@ async def rollout_texts(
     rolling = [i for i, c in enumerate(children) if c["finish_reason"] is None]
     share = run.budget.step_share(len(rolling))
     if not rolling or share == 0:
-        return texts, {}  # type: ignore[typeddict-item]
+        return texts, empty_usage()
     requests = []
     for i in rolling:
         request = search.step_request(
@@ -158,9 +153,9 @@ def value_of(child: Candidate) -> float:
 
 
 async def score(state: MCTSState, run: Run[MCTSSettings]) -> dict[str, Any]:
-    nodes, tree = list(state["nodes"]), [dict(node) for node in state["tree"]]
+    nodes, tree = list(state["nodes"]), trees.copied(state["tree"])
     children = [nodes[i] for i in state["fresh"]]
-    iteration, usage = state["iteration"], {}
+    iteration, usage = state["iteration"], empty_usage()
     if run.settings.rollout == "greedy":
         texts, usage = await rollout_texts(run, children, iteration)
         scored, score_usage = await run.score(children, iteration=iteration, rollouts=texts)
@@ -180,7 +175,7 @@ async def score(state: MCTSState, run: Run[MCTSSettings]) -> dict[str, Any]:
 
 async def backup(state: MCTSState, run: Run[MCTSSettings]) -> dict[str, Any]:
     """Back every new child's value up to the root, then select the next leaves."""
-    tree: list[trees.TreeNode] = [dict(node) for node in state["tree"]]  # type: ignore[misc]
+    tree = trees.copied(state["tree"])
     touched: dict[int, None] = {}
     for child_id in state["fresh"]:
         for i in trees.backup(tree, child_id, value_of(state["nodes"][child_id])):

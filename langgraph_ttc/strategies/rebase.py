@@ -77,7 +77,7 @@ def is_last_depth(settings: RebaseSettings, iteration: int) -> bool:
 
 
 async def expand(state: RebaseState, run: Run[RebaseSettings]) -> dict[str, Any]:
-    tree = [dict(node) for node in state["tree"]]  # copies: the state is never mutated
+    tree = trees.copied(state["tree"])
     nodes, iteration = list(state["nodes"]), state["iteration"]
     counts = allocation(state, run)
     kept = [i for i, k in zip(state["frontier"], counts, strict=True) if k]
@@ -91,20 +91,12 @@ async def expand(state: RebaseState, run: Run[RebaseSettings]) -> dict[str, Any]
         next_id=len(nodes),
         final=is_last_depth(run.settings, iteration),
     )
-    for child in children:
-        node = trees.add_child(tree, child["parent"], finished=child["finish_reason"] is not None)  # type: ignore[arg-type]
-        step = child["text"][len(nodes[node["parent"]]["text"]) :]  # type: ignore[index]
-        events.emit(
-            events.tree(
-                run.strategy, iteration, "expand", node, step=step, finished=node["finished"]
-            )
-        )
-        nodes.append(child)
+    search.add_to_tree(run, tree, nodes, children, iteration)
     return {"tree": tree, "nodes": nodes, "fresh": [c["id"] for c in children], "usage": usage}
 
 
 async def score(state: RebaseState, run: Run[RebaseSettings]) -> dict[str, Any]:
-    tree = [dict(node) for node in state["tree"]]
+    tree = trees.copied(state["tree"])
     nodes, iteration = list(state["nodes"]), state["iteration"]
     scored, usage = await run.score([nodes[i] for i in state["fresh"]], iteration=iteration)
     for child in scored:

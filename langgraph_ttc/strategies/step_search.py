@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
 from langgraph_ttc.answers import extract_boxed
+from langgraph_ttc.strategies import tree as trees
 from langgraph_ttc.strategies.run import Run
 from langgraph_ttc.strategies.scaffold import Scaffold
 from langgraph_ttc.strategies.settings import SearchSettings
@@ -270,3 +271,25 @@ def best_solutions(
     ranked = sorted(finished, key=lambda b: (b["finish_reason"] != "stop", -b["score"]))
     unfinished = sorted(growing, key=lambda b: -rank(b))[: max(0, n - len(ranked))]
     return ranked[:n] + [run.finished({**b, "finish_reason": "length"}) for b in unfinished]
+
+
+def add_to_tree(
+    run: Run[Any],
+    tree: list[trees.TreeNode],
+    nodes: list[Candidate],
+    children: Sequence[Candidate],
+    iteration: int,
+) -> None:
+    """Tree searches: append expanded `children` (ids: the next node ids) to `tree` and
+    `nodes`, each with a "tree" expand event naming its own step."""
+    for child in children:
+        parent = child.get("parent")
+        assert parent is not None and child["id"] == len(tree), "children in id order"
+        node = trees.add_child(tree, parent, finished=child["finish_reason"] is not None)
+        step = child["text"][len(nodes[parent]["text"]) :]
+        events.emit(
+            events.tree(
+                run.strategy, iteration, "expand", node, step=step, finished=node["finished"]
+            )
+        )
+        nodes.append(child)

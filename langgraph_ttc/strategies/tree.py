@@ -37,6 +37,11 @@ def root() -> TreeNode:
     )
 
 
+def copied(tree: Sequence[TreeNode]) -> list[TreeNode]:
+    """A copy to update: a node's update must never reach the state it was read from."""
+    return [{**node, "children": list(node["children"])} for node in tree]
+
+
 def add_child(tree: list[TreeNode], parent: int, *, finished: bool) -> TreeNode:
     """Append a new, unvisited child of `parent` (id: the next index) and return it."""
     node = TreeNode(
