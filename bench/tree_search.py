@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 # the compute-optimal benchmark's problem sets, report and plot (same directory)
-from compute_optimal import REPORT, plot, report, ttc, write_sets
+from compute_optimal import REPORT, plot, read_jsonl, report, ttc, write_sets
 
 STRATEGIES = ["best_of_n", "beam_search", "particle_filtering", "mcts", "rebase"]
 LABELS = [
@@ -59,18 +59,47 @@ def table(points: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def complete_rows(results: Path) -> Path:
+    """The rows of problems every (strategy, budget) point has finished (all of them once
+    the run is done; a fair comparison of an interrupted one), written next to `results`."""
+    rows = read_jsonl(results)
+    points = {(r["strategy"], r["budget"]) for r in rows}
+    done: dict[str, set] = {}
+    for r in rows:
+        done.setdefault(r["id"], set()).add((r["strategy"], r["budget"]))
+    kept = [r for r in rows if done[r["id"]] == points]
+    path = results.with_name("complete.jsonl")
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    return path
+
+
 def write_report(out: Path) -> None:
     REPORT[:] = LABELS  # the rows this benchmark reports
-    points = report(out / "test" / "results.jsonl")
+    points = report(complete_rows(out / "test" / "results.jsonl"))
     order = {label: i for i, (label, _, _) in enumerate(LABELS)}
     points.sort(key=lambda p: (order[p["label"]], p["budget"]))
     (out / "report.json").write_text(json.dumps(points, indent=2) + "\n")
     (out / "table.md").write_text(table(points))
     plot(points, out / "accuracy_tokens.png")
     print(table(points))
+    print(utilisation(out))
+
+
+def utilisation(out: Path) -> str:
+    """The run's engine throughput and utilisation, and each strategy's while it ran (all
+    strategies share the engine at once: a strategy's figure depends on the others)."""
     summary = out / "test" / "summary.json"
-    if summary.exists():
-        print(json.dumps(json.loads(summary.read_text()).get("engine", {}), indent=2))
+    if not summary.exists():
+        return "no summary.json yet (the eval writes it at the end)"
+    throughput = json.loads(summary.read_text()).get("throughput") or {}
+    peak = throughput.get("peak_tok_s")
+    lines = [f"run: {throughput.get('tok_s')} tok/s, utilisation {throughput.get('utilisation')}"]
+    for group, figures in (throughput.get("per_strategy") or {}).items():
+        share = f"{figures['tok_s'] / peak:.1%}" if peak and figures.get("tok_s") else "-"
+        lines.append(f"{group}: {figures.get('tok_s')} tok/s while active, {share} of peak")
+    text = "\n".join(lines) + "\n"
+    (out / "utilisation.txt").write_text(text)
+    return text
 
 
 def main() -> int:
