@@ -243,3 +243,17 @@ async def test_rebase_stops_at_max_depth_and_on_the_budget():
     out, _ = await run(graph)
     assert out["usage"]["budget_spent"] <= 24 and len(policy.calls) < 10
     assert len(out["candidates"]) == 4
+
+
+@pytest.mark.parametrize("name", ["mcts", "rebase"])
+async def test_the_registry_builds_both_with_the_settings_that_apply(name):
+    from langgraph_ttc.strategies import STRATEGIES, create_strategy
+    from langgraph_ttc.strategies.catalog import ROUTABLE
+
+    assert name in ROUTABLE and STRATEGIES[name].needs_prm and STRATEGIES[name].steps
+    shared = {"n": 2, "beam_width": 2, "max_iterations": 5, "max_depth": 5, "seed": 0}
+    graph = create_strategy(name, tree_policy(2, alternating), KeywordPRM(GOOD), shared)
+    out, _ = await run(graph)
+    assert out["answer"] == "2" and len(out["candidates"]) == 2
+    with pytest.raises(ValueError, match="needs a prm"):
+        create_strategy(name, tree_policy(2, alternating), None)
