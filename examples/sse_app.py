@@ -1,4 +1,4 @@
-"""A web page that draws a beam search as it grows, fed by Server-Sent Events.
+"""A web page that draws a beam search (or an MCTS tree) as it grows, fed by Server-Sent Events.
 
     .venv/bin/pip install 'langgraph-ttc[examples]'   # fastapi, sse-starlette, uvicorn
     .venv/bin/python examples/sse_app.py --port 8000
@@ -6,9 +6,10 @@
 
 - `GET /` is one self-contained HTML page, sse_app.html (no external scripts, styles or
   fonts).
-- `GET /solve?problem=...` runs a beam search and streams its progress events (the graph's
-  "custom" stream) as Server-Sent Events, one JSON object per message, each with a "type":
-  candidate, score, prune, generation, error, selected (docs/events.md); then a last
+- `GET /solve?problem=...` runs a beam search (`&strategy=mcts`: an MCTS) and streams its
+  progress events (the graph's "custom" stream) as Server-Sent Events, one JSON object per
+  message, each with a "type": candidate, score, prune, tree, generation, error, selected
+  (docs/events.md); then a last
   {"type": "done", "answer", "solution", "usage"}, or {"type": "failed", "message"}.
   A client that disconnects cancels its search (and the engine requests it was making).
   At most `max_searches` searches run at once (default 4, `--max-searches`); a request beyond
@@ -16,7 +17,9 @@
 
 The page draws one row per beam: its id, a link to the beam it grew from, its latest step,
 its score as a bar, and whether the last prune kept or dropped it; the selected beam and the
-answer at the end. `?freeze=K` stops drawing (and the search) after K events.
+answer at the end. For MCTS it draws the tree as a nested list from the "tree" events: each
+node's step, its score, and the mean value and visits backed up through it. `?freeze=K` stops
+drawing (and the search) after K events.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -35,11 +38,14 @@ from langgraph.graph.state import CompiledStateGraph
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
-from langgraph_ttc import create_beam_search, logs
+from langgraph_ttc import create_beam_search, create_mcts, logs
 from langgraph_ttc.types import PRM, Policy
 
 SETTINGS: dict[str, Any] = dict(
     n=4, beam_width=2, max_iterations=8, max_step_tokens=64, max_tokens=256, seed=0
+)
+MCTS_SETTINGS: dict[str, Any] = dict(
+    n=4, expansions=2, max_iterations=8, max_step_tokens=64, max_tokens=256, seed=0
 )
 MAX_PROBLEM_CHARS = 2000
 MAX_SEARCHES = 4  # searches at once: each holds engine capacity until it ends
@@ -127,12 +133,21 @@ async def search_events(
 
 
 def create_app(
-    policy: Policy, prm: PRM, *, max_searches: int = MAX_SEARCHES, **settings: Any
+    policy: Policy,
+    prm: PRM,
+    *,
+    max_searches: int = MAX_SEARCHES,
+    mcts: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> FastAPI:
     """The app over `policy` and `prm`; `settings` go to `create_beam_search` (default:
-    SETTINGS); at most `max_searches` searches at once. A policy with `start()` /
-    `shutdown()` (VLLMPolicy) is started with the app and shut down with it."""
-    graph = create_beam_search(policy, prm, **(settings or SETTINGS))
+    SETTINGS), `mcts` to `create_mcts` (default: MCTS_SETTINGS); at most `max_searches`
+    searches at once. A policy with `start()` / `shutdown()` (VLLMPolicy) is started with the
+    app and shut down with it."""
+    graphs = {
+        "beam_search": create_beam_search(policy, prm, **(settings or SETTINGS)),
+        "mcts": create_mcts(policy, prm, **(mcts or MCTS_SETTINGS)),
+    }
     admission = Admission(max_searches)
 
     @asynccontextmanager
@@ -157,6 +172,7 @@ def create_app(
     @app.get("/solve")
     async def solve(
         problem: Annotated[str, Query(min_length=1, max_length=MAX_PROBLEM_CHARS)],
+        strategy: Literal["beam_search", "mcts"] = "beam_search",
     ) -> Response:
         release = admission.reserve()
         if release is None:
@@ -166,7 +182,7 @@ def create_app(
                 headers={"Retry-After": "5"},
             )
         # released when the stream ends, or (never started) after the response
-        events = search_events(graph, problem, release)
+        events = search_events(graphs[strategy], problem, release)
         return EventSourceResponse(events, ping=15, background=BackgroundTask(release))
 
     return app

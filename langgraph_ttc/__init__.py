@@ -15,7 +15,9 @@ from langgraph_ttc.strategies import (
     create_compute_optimal,
     create_dvts,
     create_greedy,
+    create_mcts,
     create_particle_filtering,
+    create_rebase,
     create_self_refine,
 )
 from langgraph_ttc.types import PRM, Candidate, Completion, GenerationRequest, Policy
@@ -50,7 +52,9 @@ __all__ = [
     "create_compute_optimal",
     "create_dvts",
     "create_greedy",
+    "create_mcts",
     "create_particle_filtering",
+    "create_rebase",
     "create_self_refine",
     "extract_answer",
     "extract_boxed",

@@ -62,6 +62,25 @@ class PruneEvent(TypedDict):
 
 
 @with_config(_strict)
+class TreeEvent(TypedDict):
+    """Tree searches (MCTS, REBASE): a node was added ("expand"), valued by the verifier
+    ("score"), or had a value backed up through it ("backup"). Enough to draw the tree."""
+
+    type: Literal["tree"]
+    strategy: str
+    iteration: int
+    action: Literal["expand", "score", "backup"]
+    id: int
+    parent: int | None
+    depth: int
+    step: NotRequired[str]  # expand: the node's own step (its text past the parent's)
+    finished: NotRequired[bool]  # expand: the node ends a solution
+    score: NotRequired[float]  # score: the verifier's score of the node
+    value: NotRequired[float]  # score (MCTS: the value backed up) and backup: the mean value
+    visits: NotRequired[int]  # backup: values backed up through the node
+
+
+@with_config(_strict)
 class CritiqueEvent(TypedDict):
     """Self-refinement: the critic's feedback on a version."""
 
@@ -152,6 +171,7 @@ ProgressEvent = Annotated[
     CandidateEvent
     | ScoreEvent
     | PruneEvent
+    | TreeEvent
     | CritiqueEvent
     | GenerationEvent
     | ErrorEvent
@@ -221,6 +241,27 @@ def prune(
     if group is not None:
         event["group"] = group
     return event
+
+
+def tree(
+    strategy: str,
+    iteration: int,
+    action: Literal["expand", "score", "backup"],
+    node: Mapping[str, Any],
+    **fields: Any,
+) -> TreeEvent:
+    """A "tree" event about `node` (a tree node: id, parent, depth); `fields` are the
+    action's own (step and finished, score and value, value and visits)."""
+    return TreeEvent(  # type: ignore[typeddict-item]
+        type="tree",
+        strategy=strategy,
+        iteration=iteration,
+        action=action,
+        id=node["id"],
+        parent=node["parent"],
+        depth=node["depth"],
+        **fields,
+    )
 
 
 def critique(strategy: str, iteration: int, version: Candidate, text: str) -> CritiqueEvent:

@@ -1,5 +1,5 @@
-"""A beam search on a checkpointed thread in its own process, so that a test can SIGKILL the
-process mid-search and resume the thread from a new one.
+"""A step search (beam search by default; MCTS, REBASE) on a checkpointed thread in its own
+process, so that a test can SIGKILL the process mid-search and resume the thread from a new one.
 
 Child side (`python -m tests.durable_search ...`): build the graph over a SQLite or PostgreSQL
 checkpointer, then either run an uninterrupted reference search on its own thread, start the
@@ -26,12 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from langgraph_ttc import create_beam_search
+from langgraph_ttc import create_beam_search, create_mcts, create_rebase
 from langgraph_ttc.types import Completion, GenerationRequest, Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_PROBLEM = "p"
 REAL_PROBLEM = "A baker has 15 cakes and sells 6. How many cakes are left?"
+BUILDERS = {"beam_search": create_beam_search, "mcts": create_mcts, "rebase": create_rebase}
+# each search's own settings, besides n, seed (and max_tokens on the real engine)
+STRATEGY_SETTINGS: dict[str, dict[str, Any]] = {
+    "beam_search": {"beam_width": 2},
+    "mcts": {"expansions": 2},
+    "rebase": {},
+}
 
 
 class CountingPolicy:
@@ -48,18 +55,19 @@ class CountingPolicy:
         return await self.inner.generate(requests)
 
 
-def backend(engine: str) -> tuple[Policy, Any, dict[str, Any]]:
+def backend(engine: str, strategy: str) -> tuple[Policy, Any, dict[str, Any]]:
     """The policy, verifier and settings of the search: the fake tree or the real engine."""
+    own = STRATEGY_SETTINGS[strategy]
     if engine == "fake":
         from tests.fakes import KeywordPRM, alternating, tree_policy
 
-        settings: dict[str, Any] = {"n": 4, "beam_width": 2, "seed": 0}
+        settings: dict[str, Any] = {"n": 4, "seed": 0, **own}
         return tree_policy(6, alternating), KeywordPRM({"good": 0.9, "bad": 0.1}), settings
     from langgraph_ttc.policies import EngineSettings, VLLMPolicy
     from langgraph_ttc.verifiers import ArithmeticVerifier
 
     policy = VLLMPolicy(settings=EngineSettings(max_model_len=2048, kv_cache_gib=1))
-    return policy, ArithmeticVerifier(), {"n": 4, "beam_width": 2, "max_tokens": 128, "seed": 0}
+    return policy, ArithmeticVerifier(), {"n": 4, "max_tokens": 128, "seed": 0, **own}
 
 
 @contextlib.asynccontextmanager
@@ -94,7 +102,7 @@ def write_report(path: str, report: dict[str, Any]) -> None:
 
 
 async def child(args: argparse.Namespace) -> None:
-    policy, prm, settings = backend(args.engine)  # one engine for both runs
+    policy, prm, settings = backend(args.engine, args.strategy)  # one engine for both runs
     try:
         await searches(args, policy, prm, settings)
     finally:
@@ -109,7 +117,8 @@ async def searches(args: argparse.Namespace, policy: Policy, prm: Any, settings:
 
         def graph_counting_into(calls: Path, delay: float) -> Any:
             counting = CountingPolicy(policy, calls, delay)
-            return create_beam_search(counting, prm, checkpointer=saver, **settings)
+            build = BUILDERS[args.strategy]
+            return build(counting, prm, checkpointer=saver, **settings)
 
         graph = graph_counting_into(Path(args.calls), args.delay)
         config = {"configurable": {"thread_id": args.thread}}
@@ -160,11 +169,20 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def kill_and_resume(
-    tmp: Path, saver: str, conn: str, *, engine: str, kill_after: int, delay: float, timeout: float
+    tmp: Path,
+    saver: str,
+    conn: str,
+    *,
+    engine: str,
+    kill_after: int,
+    delay: float,
+    timeout: float,
+    strategy: str = "beam_search",
 ) -> Figures:
     """Reference run and search in a first process, SIGKILLed once `kill_after` policy calls of
     the search have started; then a second process resumes the search's thread."""
     common = ["--saver", saver, "--conn", conn, "--engine", engine, "--thread", "search"]
+    common += ["--strategy", strategy]
     first_calls, second_calls = tmp / "calls-first.txt", tmp / "calls-second.txt"
     first_out, second_out = tmp / "first.json", tmp / "second.json"
     first = spawn(
@@ -220,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--saver", choices=["sqlite", "postgres"], required=True)
     parser.add_argument("--conn", required=True, help="SQLite file or PostgreSQL URI")
     parser.add_argument("--engine", choices=["fake", "real"], default="fake")
+    parser.add_argument("--strategy", choices=sorted(BUILDERS), default="beam_search")
     parser.add_argument("--thread", required=True)
     parser.add_argument("--calls", required=True, help="one line per policy call goes here")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds per policy call")

@@ -13,7 +13,9 @@ from langgraph_ttc.strategies.budget import Budget
 from langgraph_ttc.strategies.compute_optimal import RoutingTable, create_compute_optimal
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import create_greedy
+from langgraph_ttc.strategies.mcts import create_mcts
 from langgraph_ttc.strategies.particle_filtering import create_particle_filtering
+from langgraph_ttc.strategies.rebase import create_rebase
 from langgraph_ttc.strategies.registry import (
     STRATEGIES,
     STRATEGY_NAMES,
@@ -25,7 +27,9 @@ from langgraph_ttc.strategies.self_refine import create_self_refine
 from langgraph_ttc.strategies.settings import (
     AdaptiveSettings,
     BeamSearchSettings,
+    MCTSSettings,
     ParticleSettings,
+    RebaseSettings,
     RefineSettings,
     RouterSettings,
     SearchSettings,
@@ -39,9 +43,11 @@ __all__ = [
     "BeamSearchSettings",
     "Budget",
     "EmptyProblemError",
+    "MCTSSettings",
     "ParticleSettings",
     "PolicyContractError",
     "PolicyTimeoutError",
+    "RebaseSettings",
     "RefineSettings",
     "RouterSettings",
     "RoutingTable",
@@ -55,7 +61,9 @@ __all__ = [
     "create_compute_optimal",
     "create_dvts",
     "create_greedy",
+    "create_mcts",
     "create_particle_filtering",
+    "create_rebase",
     "create_self_refine",
     "create_strategy",
     "strategy_info",

@@ -21,12 +21,16 @@ from langgraph_ttc.strategies.best_of_n import create_best_of_n
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import FIXED as GREEDY_FIXED
 from langgraph_ttc.strategies.greedy import create_greedy
+from langgraph_ttc.strategies.mcts import create_mcts
 from langgraph_ttc.strategies.particle_filtering import create_particle_filtering
+from langgraph_ttc.strategies.rebase import create_rebase
 from langgraph_ttc.strategies.self_refine import create_self_refine
 from langgraph_ttc.strategies.settings import (
     AdaptiveSettings,
     BeamSearchSettings,
+    MCTSSettings,
     ParticleSettings,
+    RebaseSettings,
     RefineSettings,
     SearchSettings,
     StrategySettings,
@@ -88,5 +92,7 @@ ROUTABLE: dict[str, StrategyInfo] = {
             needs_prm=True,
             steps=True,
         ),
+        StrategyInfo("mcts", create_mcts, MCTSSettings, needs_prm=True, steps=True),
+        StrategyInfo("rebase", create_rebase, RebaseSettings, needs_prm=True, steps=True),
     )
 }

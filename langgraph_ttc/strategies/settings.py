@@ -191,6 +191,53 @@ class ParticleSettings(StrategySettings):
         return True
 
 
+class MCTSSettings(StrategySettings):
+    """MCTS over steps: each iteration selects n / `expansions` leaves by UCT (with virtual
+    loss), samples `expansions` next steps of each, values them by the verifier (optionally
+    after a greedy `rollout` to the end) and backs the values up; it stops once `n` solutions
+    have finished."""
+
+    n: int = Field(8, ge=1, le=MAX_N, description="finished solutions to collect")
+    expansions: int = Field(2, ge=1, le=MAX_N, description="children sampled per selected leaf")
+    exploration: float = Field(
+        1.0, ge=0, le=100, allow_inf_nan=False, description="c in UCT: exploration weight"
+    )
+    rollout: Literal["none", "greedy"] = Field(
+        "none", description="value a new step by the PRM alone, or after a greedy rollout"
+    )
+    max_depth: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
+    max_iterations: int = Field(
+        100, ge=1, le=MAX_ITERATIONS, description="select-expand-score-backup rounds"
+    )
+    max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
+    # the step-search helpers read these: a greedy rollout is one more sampled step per child
+    beam_width: ClassVar[int] = 1
+
+    @property
+    def lookahead(self) -> int:
+        return 1 if self.rollout == "greedy" else 0
+
+    def needs_prm(self) -> bool:
+        return True
+
+
+class RebaseSettings(StrategySettings):
+    """REBASE: at each depth, n minus the finished solutions' count children are split over
+    the frontier by softmax(score / `weight_temperature`)."""
+
+    n: int = Field(8, ge=1, le=MAX_N, description="finished solutions (the expansion budget)")
+    weight_temperature: float = Field(
+        1.0, gt=0, le=100, allow_inf_nan=False, description="softmax temperature of the weights"
+    )
+    max_depth: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
+    max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
+    beam_width: ClassVar[int] = 1
+    lookahead: ClassVar[int] = 0
+
+    def needs_prm(self) -> bool:
+        return True
+
+
 class RouterSettings(StrategySettings):
     """The compute-optimal router: a probe of `probe_n` samples, then the strategy its routing
     table names for the probe's difficulty bin. Without `budget_tokens` the budget is

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
 from langgraph_ttc.answers import extract_boxed
+from langgraph_ttc.strategies import tree as trees
 from langgraph_ttc.strategies.run import Run
 from langgraph_ttc.strategies.scaffold import Scaffold
 from langgraph_ttc.strategies.settings import SearchSettings
@@ -153,36 +154,38 @@ async def expand(
     *,
     iteration: int,
     next_id: int,
-    final: bool | None = None,
+    final: bool | Sequence[bool] | None = None,
     stop_at_answer: bool = False,
 ) -> tuple[list[Candidate], Usage]:
     """Sample `copies[i]` next steps of every `parents[i]` in ONE policy call (a request with
     n=copies per parent, so the engine shares each prompt), emitting a "candidate" event per
-    child. `final` (default: the last iteration) samples the rest of each solution."""
+    child. `final` (default: the last iteration; or one flag per parent) samples the rest of
+    each solution."""
     settings = run.settings
     if final is None:
         final = is_final(settings, iteration)
+    finals = [final] * len(parents) if isinstance(final, bool) else list(final)
     requests, slot = [], 0
     share = run.budget.step_share(sampled_steps(settings, sum(copies)))
-    for parent, count in zip(parents, copies, strict=True):
+    for parent, count, last in zip(parents, copies, finals, strict=True):
         request = step_request(
             run,
             parent["text"],
             n=count,
-            final=final,
+            final=last,
             seed=seed_for(settings, iteration, slot),
             prefix_token_ids=parent.get("token_ids"),
         )
         # max_tokens bounds the whole solution: a step may use only what its beam has left
-        cap = step_cap(settings, parent, final=final)
+        cap = step_cap(settings, parent, final=last)
         requests.append(replace(request, max_tokens=cap if share is None else min(cap, share)))
         slot += count
     results, usage = await run.generate(requests, iteration=iteration)
     children: list[Candidate] = []
-    for parent, completions in zip(parents, results, strict=True):
+    for parent, completions, last in zip(parents, results, finals, strict=True):
         for completion in completions:
             reason = finish_reason(
-                parent, completion, settings, final=final, stop_at_answer=stop_at_answer
+                parent, completion, settings, final=last, stop_at_answer=stop_at_answer
             )
             child = cands.grow(parent, next_id + len(children), completion, reason)
             if reason is not None:
@@ -258,3 +261,35 @@ def top_k(beams: Sequence[Candidate], k: int) -> tuple[list[Candidate], list[Can
     """(kept, dropped): the k best by ranking score; ties keep the earlier beam (stable)."""
     ranked = sorted(beams, key=lambda b: -rank(b))
     return ranked[:k], ranked[k:]
+
+
+def best_solutions(
+    run: Run[Any], finished: Sequence[Candidate], growing: Sequence[Candidate], n: int
+) -> list[Candidate]:
+    """The best n finished solutions (those cut by the token limit only fill up the rest),
+    then, if fewer than n finished, the best growing ones, marked as cut."""
+    ranked = sorted(finished, key=lambda b: (b["finish_reason"] != "stop", -b["score"]))
+    unfinished = sorted(growing, key=lambda b: -rank(b))[: max(0, n - len(ranked))]
+    return ranked[:n] + [run.finished({**b, "finish_reason": "length"}) for b in unfinished]
+
+
+def add_to_tree(
+    run: Run[Any],
+    tree: list[trees.TreeNode],
+    nodes: list[Candidate],
+    children: Sequence[Candidate],
+    iteration: int,
+) -> None:
+    """Tree searches: append expanded `children` (ids: the next node ids) to `tree` and
+    `nodes`, each with a "tree" expand event naming its own step."""
+    for child in children:
+        parent = child.get("parent")
+        assert parent is not None and child["id"] == len(tree), "children in id order"
+        node = trees.add_child(tree, parent, finished=child["finish_reason"] is not None)
+        step = child["text"][len(nodes[parent]["text"]) :]
+        events.emit(
+            events.tree(
+                run.strategy, iteration, "expand", node, step=step, finished=node["finished"]
+            )
+        )
+        nodes.append(child)

@@ -1,5 +1,6 @@
-"""Durable search: a beam search checkpointed in SQLite or a real PostgreSQL is SIGKILLed
-mid-search in one process and resumed in another; finished iterations are not redone."""
+"""Durable search: a beam search (and the tree searches, MCTS and REBASE) checkpointed in SQLite
+or a real PostgreSQL is SIGKILLed mid-search in one process and resumed in another; finished
+iterations are not redone."""
 
 import pytest
 
@@ -18,3 +19,13 @@ def test_beam_search_survives_sigkill_with_sqlite(tmp_path):
 @pytest.mark.timeout(120)
 def test_beam_search_survives_sigkill_with_postgres(tmp_path, postgres_uri):
     check_resumed(kill_and_resume(tmp_path, "postgres", postgres_uri, **SEARCH), KILL_AFTER)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("strategy", ["mcts", "rebase"])
+def test_tree_searches_continue_their_tree_after_sigkill(tmp_path, strategy):
+    """The whole tree is in the checkpoint: the resumed run redoes no finished iteration and
+    ends with the uninterrupted run's tree (its answer and candidates)."""
+    conn = str(tmp_path / "checkpoints.sqlite")
+    figures = kill_and_resume(tmp_path, "sqlite", conn, strategy=strategy, **SEARCH)
+    check_resumed(figures, KILL_AFTER)

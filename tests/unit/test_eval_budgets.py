@@ -61,7 +61,7 @@ def test_plan_dvts_and_self_refine():
         RunSpec("self_refine", 8, 1, (8,)),
     ]
     with pytest.raises(ValueError, match="unknown strategy"):
-        plan_runs(["mcts"], [1], 2)
+        plan_runs(["no_such_strategy"], [1], 2)
 
 
 def test_width_for():

@@ -73,6 +73,30 @@ async def test_streams_the_search_then_done():
     assert done["usage"]["policy_calls"] == len(iterations)  # one call per iteration
 
 
+async def test_streams_an_mcts_tree_the_page_can_draw():
+    app = create_app(tree_policy(3, alternating), KeywordPRM(PRM), mcts=dict(n=2, seed=0))
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        params = {"problem": "p", "strategy": "mcts"}
+        async with client.stream("GET", "/solve", params=params) as response:
+            assert response.status_code == 200
+            events = [event async for event in sse_messages(response)]
+        assert (await client.get("/solve", params={**params, "strategy": "x"})).status_code == 422
+        page = (await client.get("/")).text
+    for event in events[:-1]:
+        VALIDATE(event)
+    tree = [e for e in events if e["type"] == "tree"]
+    added = {e["id"]: e["parent"] for e in tree if e["action"] == "expand"}
+    # every node hangs off the root or a node sent before it: the page can nest it at once
+    seen = {0}
+    for e in tree:
+        if e["action"] == "expand":
+            assert e["parent"] in seen
+            seen.add(e["id"])
+    assert {e["id"] for e in tree if e["action"] == "backup"} >= {0, *added}
+    assert events[-1]["type"] == "done" and events[-2]["id"] in added
+    assert 'value="mcts"' in page and 'case "tree"' in page
+
+
 async def test_a_failing_search_ends_with_failed():
     def broken(request, i):
         raise RuntimeError("engine on fire")
