@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from langgraph_ttc.errors import PolicyError
+from langgraph_ttc.confidence import token_confidence
+from langgraph_ttc.errors import ConfidenceUnavailableError, PolicyError
 from langgraph_ttc.policies.base import (
     GenerationMeter,
     gather_or_cancel,
@@ -188,6 +189,11 @@ class OpenAIPolicy:
         flight); result[i] holds requests[i].n completions. Cancelling the call closes its
         HTTP requests, which makes vLLM abort them."""
         validate_requests(requests)
+        if any(r.confidence_stop is not None for r in requests):
+            raise ConfidenceUnavailableError(
+                "OpenAIPolicy gives token confidences (top_logprobs) but does not apply a "
+                "confidence_stop rule; use VLLMPolicy for early stopping"
+            )
         await self.start()
         meter = GenerationMeter(sequences=sum(r.n for r in requests))
         results = await gather_or_cancel(self._complete(r, meter) for r in requests)
@@ -212,7 +218,9 @@ class OpenAIPolicy:
             "top_p": request.top_p,
             "stop": list(request.stop) or None,
             "seed": request.seed,
-            "logprobs": 0,  # per-token logprobs of the sampled tokens: counts and cumulative
+            # per-token logprobs of the sampled tokens (counts and cumulative), and the top k
+            # for token confidences when asked
+            "logprobs": request.top_logprobs or 0,
             "extra_body": {
                 "add_special_tokens": False,
                 "include_stop_str_in_output": True,
@@ -257,6 +265,7 @@ class OpenAIPolicy:
             stop_reason=stop_reason,
             num_tokens=num_tokens,
             logprob=logprob,
+            token_confidences=_confidences(logprobs, request.top_logprobs),
             token_ids=(
                 generated_ids(self._tokenizer, text, extra["token_ids"])
                 if extra.get("token_ids")
@@ -311,6 +320,15 @@ class OpenAIPolicy:
     def shutdown(self) -> None:
         """Drop the HTTP client (the server keeps running: it is not ours); safe to call twice."""
         self._client = None
+
+
+def _confidences(logprobs: Any, k: int | None) -> tuple[float, ...] | None:
+    """Per token, minus the mean of its top-k log-probabilities (None unless asked for)."""
+    if not k:
+        return None
+    if logprobs is None or logprobs.top_logprobs is None:
+        raise PolicyError("the server did not return the top log-probabilities asked for")
+    return tuple(token_confidence((top or {}).values(), k) for top in logprobs.top_logprobs)
 
 
 def _first_position_logprobs(response: Any) -> dict[int, float]:

@@ -38,7 +38,9 @@ MAX_TOKENS = 1 << 17
 MAX_ITERATIONS = 1000
 MAX_ROUNDS = 100
 
-Selection = Literal["naive", "weighted", "majority"]
+Selection = Literal["naive", "weighted", "majority", "self_certainty", "confidence"]
+# selections that vote with the model's token confidences instead of a verifier's scores
+VERIFIER_FREE = ("majority", "self_certainty", "confidence")
 Aggregation = Literal["last", "min", "prod", "mean"]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -97,6 +99,9 @@ class StrategySettings(BaseModel):
 
     # Other names a run may use for a field (e.g. "chains" for self-refinement's n).
     aliases: ClassVar[dict[str, str]] = {}
+    # whether the strategy samples whole solutions with token confidences (selection
+    # "self_certainty" / "confidence"); step searches and revisions do not
+    samples_confidences: ClassVar[bool] = True
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +125,12 @@ class StrategySettings(BaseModel):
                 f"temperature 0 with n={self.n} would sample {self.n} identical candidates; "
                 "use temperature > 0 or n=1"
             )
+        if self.needs_confidences() and not self.samples_confidences:
+            raise ValueError(
+                f"selection={self.selection!r} votes with the token confidences of whole "
+                "sampled solutions; this strategy grows or revises them (use best_of_n, "
+                "adaptive_majority or deepconf)"
+            )
         return self
 
     def token_budget(self) -> int | None:
@@ -128,18 +139,24 @@ class StrategySettings(BaseModel):
 
     def needs_prm(self) -> bool:
         """Whether these settings rank candidates by verifier score."""
-        return self.selection != "majority"
+        return self.selection not in VERIFIER_FREE
+
+    def needs_confidences(self) -> bool:
+        """Whether samples must carry token confidences (a confidence-weighted selection)."""
+        return self.selection in ("self_certainty", "confidence")
 
     def check_prm(self, has_prm: bool) -> None:
         if not has_prm and self.needs_prm():
             raise ValueError(
                 f"selection={self.selection!r} ranks candidates by verifier score, so it needs "
-                "a prm; pass one, or use selection='majority'"
+                "a prm; pass one, or use selection='majority', 'self_certainty' or 'confidence'"
             )
 
 
 class SearchSettings(StrategySettings):
     """Step-level searches (beam search, DVTS): `n` beams, expansion factor `beam_width`."""
+
+    samples_confidences: ClassVar[bool] = False
 
     beam_width: int = Field(2, ge=1, le=MAX_N, description="children per kept beam")
     max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
@@ -177,6 +194,8 @@ class AdaptiveSettings(StrategySettings):
 class ParticleSettings(StrategySettings):
     """Particle filtering: `n` particles extended a step at a time, resampled by PRM weight."""
 
+    samples_confidences: ClassVar[bool] = False
+
     max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
     max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
     weight_temperature: float = Field(
@@ -207,6 +226,7 @@ class RefineSettings(StrategySettings):
     """Self-refinement: `n` parallel chains (per run also "chains"), `rounds` revisions each."""
 
     aliases: ClassVar[dict[str, str]] = {"chains": "n"}
+    samples_confidences: ClassVar[bool] = False
     n: int = Field(
         1, ge=1, le=MAX_N, validation_alias=AliasChoices("n", "chains"), description="chains"
     )
