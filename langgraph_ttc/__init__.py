@@ -13,18 +13,28 @@ from langgraph_ttc.strategies import (
     create_beam_search,
     create_best_of_n,
     create_compute_optimal,
+    create_deepconf,
     create_dvts,
     create_greedy,
     create_particle_filtering,
     create_self_refine,
+    create_speculative_rejection,
 )
-from langgraph_ttc.types import PRM, Candidate, Completion, GenerationRequest, Policy
+from langgraph_ttc.types import (
+    PRM,
+    Candidate,
+    Completion,
+    ConfidenceStop,
+    GenerationRequest,
+    Policy,
+)
 
 __all__ = [
     "MAX_ANSWER_CHARS",
     "PRM",
     "Candidate",
     "Completion",
+    "ConfidenceStop",
     "GenerationRequest",
     "Policy",
     "aggregate",
@@ -33,10 +43,12 @@ __all__ = [
     "create_beam_search",
     "create_best_of_n",
     "create_compute_optimal",
+    "create_deepconf",
     "create_dvts",
     "create_greedy",
     "create_particle_filtering",
     "create_self_refine",
+    "create_speculative_rejection",
     "extract_answer",
     "extract_boxed",
     "select",

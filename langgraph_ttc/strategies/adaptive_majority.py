@@ -71,9 +71,7 @@ def votes(pool: list[Candidate], weight: str | None) -> list[float]:
     """Each answer group's vote, largest first: a count, or the sum of its members' `weight`
     field ("score", "confidence", "self_certainty")."""
     groups = group_by_answer(pool)
-    tally = [
-        sum(float(c.get(weight, 0.0)) for c in g) if weight else float(len(g)) for g in groups
-    ]
+    tally = [sum(float(c.get(weight, 0.0)) for c in g) if weight else float(len(g)) for g in groups]
     return sorted(tally, reverse=True)
 
 

@@ -234,6 +234,71 @@ class RefineSettings(StrategySettings):
     critique_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per critique")
 
 
+class DeepConfSettings(StrategySettings):
+    """DeepConf: up to `n` traces voted on by confidence. Offline: all `n`, the `keep` most
+    confident voting. Online: `warmup` traces set a threshold (the 100 x (1 - keep)
+    percentile of their confidences), later traces (rounds of `batch_size`) stop in the engine
+    once a `window`-token group confidence falls below it, until the vote is decisive."""
+
+    n: int = Field(16, ge=1, le=MAX_N, description="the most traces drawn")
+    mode: Literal["online", "offline"] = Field(
+        "online", description="stop traces early (online) or filter finished ones (offline)"
+    )
+    warmup: int = Field(4, ge=1, le=MAX_N, description="online: traces that set the threshold")
+    keep: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="the share of traces kept: offline the most confident, online the "
+        "warm-up percentile the threshold sits at (0.9: DeepConf-high, 0.1: DeepConf-low)",
+    )
+    window: int = Field(
+        32,
+        ge=1,
+        le=MAX_TOKENS,
+        description="tokens per group confidence (the paper's 2048 suits long reasoning "
+        "traces; solutions of a few hundred tokens need a short one)",
+    )
+    measure: Literal["lowest_group", "tail"] = Field(
+        "lowest_group", description="a trace's confidence: its weakest window, or its last"
+    )
+    consensus: float = Field(
+        0.95,
+        gt=0.5,
+        le=1,
+        allow_inf_nan=False,
+        description="online: the leader's share of the confidence-weighted vote that stops "
+        "sampling",
+    )
+    batch_size: int = Field(4, ge=1, le=MAX_N, description="online: traces per round")
+
+    def needs_confidences(self) -> bool:
+        return True
+
+
+class SpeculativeSettings(StrategySettings):
+    """Speculative rejection: `n` samples; every `checkpoint_tokens` generated tokens the
+    verifier scores the partial texts and the lowest `reject` share of the unfinished ones is
+    aborted; the rest continue from their generated tokens."""
+
+    n: int = Field(16, ge=1, le=MAX_N, description="samples started")
+    checkpoint_tokens: int = Field(
+        64, ge=1, le=MAX_TOKENS, description="tokens generated between two rejections"
+    )
+    reject: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="share of the unfinished samples aborted at each checkpoint",
+    )
+    samples_confidences: ClassVar[bool] = False
+
+    def needs_prm(self) -> bool:
+        return True
+
+
 def describe(error: ValidationError) -> str:
     """One line per problem: "n: Input should be greater than or equal to 1 (got 0)"."""
     lines = []
