@@ -13,14 +13,23 @@ from langgraph_ttc.strategies import (
     create_beam_search,
     create_best_of_n,
     create_compute_optimal,
+    create_deepconf,
     create_dvts,
     create_greedy,
     create_mcts,
     create_particle_filtering,
     create_rebase,
     create_self_refine,
+    create_speculative_rejection,
 )
-from langgraph_ttc.types import PRM, Candidate, Completion, GenerationRequest, Policy
+from langgraph_ttc.types import (
+    PRM,
+    Candidate,
+    Completion,
+    ConfidenceStop,
+    GenerationRequest,
+    Policy,
+)
 
 _AGENTS = ("ChatTTC", "TTCMiddleware", "strategy_tool")
 
@@ -41,6 +50,7 @@ __all__ = [
     "Candidate",
     "ChatTTC",
     "Completion",
+    "ConfidenceStop",
     "GenerationRequest",
     "Policy",
     "TTCMiddleware",
@@ -50,12 +60,14 @@ __all__ = [
     "create_beam_search",
     "create_best_of_n",
     "create_compute_optimal",
+    "create_deepconf",
     "create_dvts",
     "create_greedy",
     "create_mcts",
     "create_particle_filtering",
     "create_rebase",
     "create_self_refine",
+    "create_speculative_rejection",
     "extract_answer",
     "extract_boxed",
     "select",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from langgraph_ttc import confidence
 from langgraph_ttc.answers import AnswerExtractor, boxed_only
 from langgraph_ttc.selection import aggregate
 from langgraph_ttc.types import Candidate, Completion
@@ -32,7 +33,9 @@ def new_candidate(candidate_id: int, **lineage: Any) -> Candidate:
 def from_completion(
     candidate_id: int, completion: Completion, extractor: AnswerExtractor, **lineage: Any
 ) -> Candidate:
-    """A whole sampled solution, finished and with its answer read."""
+    """A whole sampled solution, finished and with its answer read (a sample its stop rule
+    ended has none), and its confidences when the policy gave token confidences."""
+    reason = completion.finish_reason
     candidate = Candidate(
         id=candidate_id,
         text=completion.text,
@@ -40,13 +43,32 @@ def from_completion(
         score=0.0,
         step_scores=[],
         num_tokens=completion.num_tokens,
-        finish_reason="length" if completion.finish_reason == "length" else "stop",
+        finish_reason=reason if reason in ("length", "confidence") else "stop",
         **lineage,
     )
     if getattr(completion, "error", None):  # a failed sample: no text, no answer
         candidate["error"] = str(completion.error)
         return candidate
+    if completion.token_confidences is not None:
+        candidate = with_confidence(candidate, completion.token_confidences)
     return with_answer(candidate, extractor)
+
+
+def with_confidence(
+    candidate: Candidate,
+    token_confidences: Sequence[float],
+    *,
+    window: int = confidence.DEFAULT_WINDOW,
+    measure: str = "lowest_group",
+    k: int = confidence.DEFAULT_TOP_LOGPROBS,
+) -> Candidate:
+    """The candidate with its trace confidence (by `measure` over `window` tokens) and its
+    self-certainty, from its tokens' confidences (`langgraph_ttc.confidence`)."""
+    return {
+        **candidate,
+        "confidence": round(confidence.trace_confidence(token_confidences, window, measure), 6),
+        "self_certainty": round(confidence.self_certainty(token_confidences, k), 6),
+    }
 
 
 def grow(
@@ -99,7 +121,9 @@ def with_scores(
 def with_answer(candidate: Candidate, extractor: AnswerExtractor) -> Candidate:
     """The answer of a finished candidate. A solution cut by the token limit counts only an
     answer it boxed: a stray number in broken text is not an answer."""
-    if candidate["finish_reason"] == "length":
+    if candidate["finish_reason"] == "confidence":
+        answer = None  # abandoned part-way: no answer to vote with
+    elif candidate["finish_reason"] == "length":
         answer = boxed_only(candidate["text"])
     else:
         answer = extractor(candidate["text"])

@@ -13,6 +13,7 @@ keeps working.
     +-- PolicyContractError (ValueError)    a policy broke the `Policy` contract
     +-- PolicyTimeoutError (TimeoutError)   a policy call overran `policy_timeout`
     +-- PolicyError (RuntimeError)          a policy backend failed (start, HTTP, engine)
+    +-- ConfidenceUnavailableError (ValueError) a policy cannot give token confidences
     +-- PRMError (RuntimeError)             a verifier could not score
     +-- EngineError (RuntimeError)          a vLLM engine failed
     |   +-- EngineStartError, EngineDiedError
@@ -51,6 +52,11 @@ class PolicyTimeoutError(TTCError, TimeoutError):
 
 class PolicyError(TTCError, RuntimeError):
     """The policy backend failed: could not start, died, or its server failed or is unreachable."""
+
+
+class ConfidenceUnavailableError(TTCError, ValueError):
+    """A request asked for token log-probabilities (`top_logprobs`, a `ConfidenceStop`) from a
+    policy that cannot give them; confidence-based strategies and selections need them."""
 
 
 class PRMError(TTCError, RuntimeError):

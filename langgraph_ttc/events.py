@@ -129,6 +129,28 @@ class RouteEvent(TypedDict):
 
 
 @with_config(_strict)
+class ThresholdEvent(TypedDict):
+    """DeepConf online: the warm-up traces set the confidence threshold later traces stop at."""
+
+    type: Literal["threshold"]
+    strategy: str
+    threshold: float  # the percentile of the warm-up traces' confidences
+    warmup: int  # traces it was computed from
+
+
+@with_config(_strict)
+class EarlyStopEvent(TypedDict):
+    """A sample was stopped in the engine because its confidence fell below the threshold."""
+
+    type: Literal["early_stop"]
+    strategy: str
+    iteration: NotRequired[int]
+    id: int
+    num_tokens: int  # tokens it had generated when it was stopped
+    confidence: float  # its lowest group confidence
+
+
+@with_config(_strict)
 class SelectedEvent(TypedDict):
     """The final choice."""
 
@@ -178,7 +200,9 @@ ProgressEvent = Annotated[
     | RouteEvent
     | SelectedEvent
     | ActionEvent
-    | ActionSelectedEvent,
+    | ActionSelectedEvent
+    | ThresholdEvent
+    | EarlyStopEvent,
     Field(discriminator="type"),
 ]
 
@@ -304,6 +328,21 @@ def route(
         budget=budget,
         route=chosen,
         settings=dict(settings),
+    )
+
+
+def threshold(strategy: str, value: float, warmup: int) -> ThresholdEvent:
+    return ThresholdEvent(type="threshold", strategy=strategy, threshold=value, warmup=warmup)
+
+
+def early_stop(strategy: str, c: Candidate, iteration: int | None = None) -> EarlyStopEvent:
+    return EarlyStopEvent(
+        type="early_stop",
+        strategy=strategy,
+        **_where(iteration),
+        id=c["id"],
+        num_tokens=c["num_tokens"],
+        confidence=float(c.get("confidence", 0.0)),
     )
 
 

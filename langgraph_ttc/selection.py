@@ -15,9 +15,16 @@ from langgraph_ttc.answers import answers_equivalent, normalize_answer
 from langgraph_ttc.types import Candidate
 
 Aggregation = Literal["last", "min", "prod", "mean"]
-Selection = Literal["naive", "weighted", "majority"]
+Selection = Literal["naive", "weighted", "majority", "self_certainty", "confidence"]
 AGGREGATIONS: tuple[str, ...] = ("last", "min", "prod", "mean")
-SELECTIONS: tuple[str, ...] = ("naive", "weighted", "majority")
+# the selections that read the verifier's scores or none (what an evaluation reports)
+SCORE_SELECTIONS: tuple[str, ...] = ("naive", "weighted", "majority")
+# votes weighted by the model's own token confidences: the candidate field each reads
+CONFIDENCE_SELECTIONS: dict[str, str] = {
+    "self_certainty": "self_certainty",
+    "confidence": "confidence",
+}
+SELECTIONS: tuple[str, ...] = (*SCORE_SELECTIONS, *CONFIDENCE_SELECTIONS)
 DEFAULT_STEP_DELIMITER = "\n\n"
 
 
@@ -78,8 +85,10 @@ def select(
 
     naive: highest aggregated score. weighted: the answer group with the largest score sum,
     represented by its best member. majority: the most frequent answer (ties go to the answer
-    seen first), represented by its best-scored member. When no candidate has an answer, the
-    weighted and majority modes fall back to naive.
+    seen first), represented by its best-scored member. self_certainty / confidence: the
+    answer group with the largest sum of its members' self-certainty / trace confidence
+    (`langgraph_ttc.confidence`), represented by its most confident member. When no candidate
+    has an answer, every mode but naive falls back to naive.
     """
     validate_choice("selection", mode, SELECTIONS)
     if not candidates:
@@ -90,6 +99,10 @@ def select(
     groups = group_by_answer(candidates, equivalent)
     if not groups:
         return best
+    if mode in CONFIDENCE_SELECTIONS:
+        key = CONFIDENCE_SELECTIONS[mode]
+        chosen = max(groups, key=lambda g: sum(float(c.get(key, 0.0)) for c in g))
+        return max(chosen, key=lambda c: float(c.get(key, 0.0)))
     if mode == "weighted":
         chosen = max(groups, key=lambda g: sum(c["score"] for c in g))
     else:
@@ -100,9 +113,10 @@ def select(
 def select_all(
     candidates: Sequence[Candidate], equivalent: Equivalence = answers_equivalent
 ) -> dict[str, str | None]:
-    """The answer every selection mode picks, from one set of candidates (for evaluation)."""
+    """The answer every score selection mode picks, from one set of candidates (for
+    evaluation)."""
     answers: dict[str, str | None] = {}
-    for mode in SELECTIONS:
+    for mode in SCORE_SELECTIONS:
         chosen = select(candidates, mode, equivalent)
         answers[mode] = chosen["answer"] if chosen else None
     return answers

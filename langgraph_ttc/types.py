@@ -27,6 +27,7 @@ __all__ = [
     "BackendDeadError",
     "Candidate",
     "Completion",
+    "ConfidenceStop",
     "GenerationRequest",
     "Policy",
     "StrategyInput",
@@ -36,6 +37,21 @@ __all__ = [
     "empty_usage",
     "merge_usage",
 ]
+
+
+@dataclass(frozen=True)
+class ConfidenceStop:
+    """A declarative early-stop rule for a sample: stop it once the mean token confidence of
+    its last `window` tokens falls below `threshold` (its `finish_reason` is then
+    "confidence"). Token confidence is minus the mean log-probability of the top-k candidate
+    tokens at a position (k = the request's `top_logprobs`); higher is more confident."""
+
+    window: int
+    threshold: float
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.threshold != self.threshold:  # NaN is not a threshold
+            raise ValueError(f"invalid ConfidenceStop: {self}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,10 @@ class GenerationRequest:
     top_p: float = 1.0
     stop: Sequence[str] = ()
     seed: int | None = None
+    # ask for per-token confidence figures from the top-k log-probabilities (k = this); a
+    # policy that cannot give them raises ConfidenceUnavailableError
+    top_logprobs: int | None = None
+    confidence_stop: ConfidenceStop | None = None  # needs top_logprobs
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,7 @@ class Completion:
     """One sampled continuation (the prefix is not repeated)."""
 
     text: str  # includes the matched stop string
-    finish_reason: str  # "stop" (EOS or a stop string) | "length"
+    finish_reason: str  # "stop" (EOS or a stop string) | "length" | "confidence" (stop rule)
     stop_reason: str | None  # the matched stop string; None for EOS / length
     num_tokens: int
     logprob: float | None = None  # cumulative, when available
@@ -68,6 +88,9 @@ class Completion:
     # a failed sample (the backend sent no usable text: empty, a tool call, withheld): why.
     # Its text is empty; the run records the reason and goes on with the other samples.
     error: str | None = None
+    # with `top_logprobs` k: per generated token, minus the mean of the top-k log-probabilities
+    # (DeepConf's token confidence); compact, one float per token
+    token_confidences: tuple[float, ...] | None = None
 
 
 @runtime_checkable
@@ -99,7 +122,7 @@ class Candidate(TypedDict):
     score: float  # the aggregated step scores
     step_scores: list[float]
     num_tokens: int  # generated for this candidate (a beam: its ancestors' steps included)
-    finish_reason: str | None  # "stop" | "length"; None while a beam still grows
+    finish_reason: str | None  # "stop" | "length" | "confidence" | "rejected"; None: growing
     error: NotRequired[str]  # why it has no (or a partial) score
     parent: NotRequired[int | None]  # step searches: the beam it grew from
     group: NotRequired[int]  # DVTS: the subtree it grew in
@@ -107,6 +130,9 @@ class Candidate(TypedDict):
     round: NotRequired[int]  # self-refinement: 0 = draft, k = k-th revision
     lookahead_score: NotRequired[float]  # step searches with lookahead: the ranking score
     token_ids: NotRequired[list[int]]  # step searches: `text` as generated (when the policy says)
+    # sampled with token confidences (selection "confidence"/"self_certainty", DeepConf)
+    confidence: NotRequired[float]  # the trace's confidence (lowest group mean, or its tail)
+    self_certainty: NotRequired[float]  # mean KL(uniform || token distribution), top-k approx.
 
 
 class Usage(TypedDict):

@@ -88,7 +88,7 @@ class FakeOpenAIServer:
             logprobs = {
                 "tokens": tokens,
                 "token_logprobs": [-0.5] * len(tokens),
-                "top_logprobs": [self.top_logprobs or None],
+                "top_logprobs": [self.top_logprobs or None] * len(tokens),
                 "text_offset": [0] * len(tokens),
             }
             choice = {

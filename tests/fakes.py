@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
+from langgraph_ttc.confidence import StopMonitor
 from langgraph_ttc.types import Completion, GenerationRequest
 
 Script = Callable[[GenerationRequest, int], str]
@@ -98,3 +100,35 @@ async def run_streamed(graph, inp=None, config=None):
         else:
             out = chunk
     return out, events
+
+
+class ConfidentPolicy(ScriptedPolicy):
+    """A ScriptedPolicy that gives token confidences when asked (`top_logprobs`): one per
+    word, `confidence(word)`; it applies a request's `confidence_stop` word by word (the
+    sample ends at the word where the rule fires, "confidence")."""
+
+    def __init__(self, script: Script, confidence: Callable[[str], float]):
+        super().__init__(script)
+        self.confidence = confidence
+
+    async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
+        results = await super().generate(requests)
+        return [
+            [self._with_confidences(c, r) for c in completions]
+            for r, completions in zip(requests, results, strict=True)
+        ]
+
+    def _with_confidences(self, completion: Completion, request: GenerationRequest) -> Completion:
+        if request.top_logprobs is None:
+            return completion
+        words = completion.text.split(" ")
+        confidences = [self.confidence(w) for w in words][: completion.num_tokens]
+        if request.confidence_stop is not None:
+            monitor = StopMonitor(request.confidence_stop)
+            for j, value in enumerate(confidences):
+                if monitor.push(value):
+                    text = " ".join(words[: j + 1])
+                    return Completion(
+                        text, "confidence", None, j + 1, None, None, tuple(confidences[: j + 1])
+                    )
+        return replace(completion, token_confidences=tuple(confidences))

@@ -29,7 +29,8 @@ from langgraph_ttc.answers import (
     strict_answer,
 )
 from langgraph_ttc.candidates import with_answer
-from langgraph_ttc.selection import SELECTIONS, Equivalence, select
+from langgraph_ttc.selection import SCORE_SELECTIONS as SELECTIONS
+from langgraph_ttc.selection import Equivalence, select
 from langgraph_ttc.strategies.registry import STRATEGY_NAMES as STRATEGIES
 from langgraph_ttc.types import Candidate
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from langgraph_ttc.selection import SELECTIONS
+from langgraph_ttc.selection import SCORE_SELECTIONS as SELECTIONS
 
 MODE_STYLES = {"naive": ":", "weighted": "-", "majority": "-."}
 MODE_MARKERS = {"naive": "s", "weighted": "o", "majority": "^"}

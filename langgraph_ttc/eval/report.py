@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from langgraph_ttc.selection import SELECTIONS
+from langgraph_ttc.selection import SCORE_SELECTIONS as SELECTIONS
 
 MODE_ABBREVIATIONS = {"naive": "naive", "weighted": "wtd", "majority": "maj"}
 

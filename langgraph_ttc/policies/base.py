@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 
 from langgraph_ttc import progress
 from langgraph_ttc.backends import no_prefix_reason, supports_prefix
+from langgraph_ttc.errors import ConfidenceUnavailableError
 from langgraph_ttc.types import Completion, GenerationRequest
 
 T = TypeVar("T")
 TOKEN_ID_LIMIT = 2**31  # token ids are int32 in every engine
+MAX_TOP_LOGPROBS = 20  # vLLM's default max_logprobs, and the OpenAI API's limit
 
 
 def validate_requests(requests: Sequence[GenerationRequest]) -> None:
@@ -26,6 +28,11 @@ def validate_requests(requests: Sequence[GenerationRequest]) -> None:
         if request.temperature == 0 and request.n > 1:
             raise ValueError("temperature 0 with n > 1 would return identical samples")
         check_token_ids(request.prefix_token_ids)
+        k = request.top_logprobs
+        if k is not None and not 1 <= k <= MAX_TOP_LOGPROBS:
+            raise ValueError(f"top_logprobs must be in 1..{MAX_TOP_LOGPROBS}, got {k}")
+        if request.confidence_stop is not None and k is None:
+            raise ValueError("a confidence_stop rule needs top_logprobs (the k of its confidence)")
 
 
 def check_token_ids(ids: Sequence[int] | None) -> None:
@@ -39,6 +46,16 @@ def check_token_ids(ids: Sequence[int] | None) -> None:
             raise ValueError(
                 f"prefix_token_ids holds {str(i)[:30]!r}: token ids are ints in [0, 2**31)"
             )
+
+
+def refuse_confidences(requests: Sequence[GenerationRequest], backend: str) -> None:
+    """What a backend without token log-probabilities does with a request that asks for them."""
+    if any(r.top_logprobs is not None or r.confidence_stop is not None for r in requests):
+        raise ConfidenceUnavailableError(
+            f"{backend} cannot give token log-probabilities, which confidence-based "
+            "strategies and selections (deepconf, selection='confidence' or 'self_certainty') "
+            "need; use VLLMPolicy or OpenAIPolicy"
+        )
 
 
 def render_chat(tokenizer: Any, request: GenerationRequest) -> str:

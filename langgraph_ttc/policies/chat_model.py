@@ -24,7 +24,12 @@ from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from langchain_core.outputs import ChatGeneration
 
 from langgraph_ttc.errors import PolicyError
-from langgraph_ttc.policies.base import GenerationMeter, gather_or_cancel, validate_requests
+from langgraph_ttc.policies.base import (
+    GenerationMeter,
+    gather_or_cancel,
+    refuse_confidences,
+    validate_requests,
+)
 from langgraph_ttc.policies.replies import estimate_tokens, max_text_chars
 from langgraph_ttc.types import Completion, GenerationRequest
 
@@ -101,6 +106,7 @@ class ChatModelPolicy:
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         validate_requests(requests)
+        refuse_confidences(requests, "ChatModelPolicy")
         for request in requests:
             if request.prefix and not self.supports_prefix:
                 raise ValueError(

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel
 
 from langgraph_ttc.backends import current_run_key
-from langgraph_ttc.errors import PolicyError
+from langgraph_ttc.confidence import token_confidence
+from langgraph_ttc.errors import ConfidenceUnavailableError, PolicyError
 from langgraph_ttc.policies.base import (
     GenerationMeter,
     gather_or_cancel,
@@ -302,6 +303,11 @@ class OpenAIPolicy:
         flight); result[i] holds requests[i].n completions. Cancelling the call closes its
         HTTP requests, which makes vLLM abort them."""
         validate_requests(requests)
+        if any(r.confidence_stop is not None for r in requests):
+            raise ConfidenceUnavailableError(
+                "OpenAIPolicy gives token confidences (top_logprobs) but does not apply a "
+                "confidence_stop rule; use VLLMPolicy for early stopping"
+            )
         await self.start()
         meter = GenerationMeter(sequences=sum(r.n for r in requests))
         results = await gather_or_cancel(self._complete(r, meter) for r in requests)
@@ -326,7 +332,9 @@ class OpenAIPolicy:
             "top_p": request.top_p,
             "stop": list(request.stop) or None,
             "seed": request.seed,
-            "logprobs": 0,  # per-token logprobs of the sampled tokens: counts and cumulative
+            # per-token logprobs of the sampled tokens (counts and cumulative), and the top k
+            # for token confidences when asked
+            "logprobs": request.top_logprobs or 0,
             "extra_headers": {RUN_HEADER: run_header(request)},
             "extra_body": {
                 "add_special_tokens": False,
@@ -367,6 +375,7 @@ class OpenAIPolicy:
             stop_reason=None if finish == "length" else _stop_reason(choice, request, url),
             num_tokens=num_tokens,
             logprob=summed_logprob(choice),
+            token_confidences=_confidences(choice.logprobs, request.top_logprobs, url),
             token_ids=self._generated_ids(text, choice.token_ids),
         )
 
@@ -444,6 +453,17 @@ def _stop_reason(choice: CompletionChoice, request: GenerationRequest, url: str)
             "ask for"
         )
     return named if isinstance(named, str) else None
+
+
+def _confidences(
+    logprobs: ChoiceLogprobs | None, k: int | None, url: str
+) -> tuple[float, ...] | None:
+    """Per token, minus the mean of its top-k log-probabilities (None unless asked for)."""
+    if not k:
+        return None
+    if logprobs is None or logprobs.top_logprobs is None:
+        raise PolicyError(f"{url} did not return the top log-probabilities asked for")
+    return tuple(token_confidence((top or {}).values(), k) for top in logprobs.top_logprobs)
 
 
 def _tries(count: int) -> str:

@@ -15,9 +15,11 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from langgraph_ttc.confidence import StopMonitor, token_confidence
 from langgraph_ttc.engine import (
     EngineCounts,
     EngineError,
@@ -198,7 +200,8 @@ class VLLMPolicy:
             stop=list(request.stop) or None,
             include_stop_str_in_output=True,
             seed=request.seed,
-            logprobs=0,  # makes cumulative_logprob available at little cost
+            # 0 makes cumulative_logprob available at little cost; k for token confidences
+            logprobs=request.top_logprobs or 0,
             output_kind=RequestOutputKind.DELTA,
         )
 
@@ -224,15 +227,25 @@ class VLLMPolicy:
     async def _generate_one(
         self, request: GenerationRequest, call: GenerationMeter
     ) -> list[Completion]:
+        if request.confidence_stop is not None and request.n > 1:
+            # a stop rule aborts one sample: each sample is its own engine request (sample i
+            # gets seed + i, as vLLM seeds the samples of one request)
+            singles = [
+                replace(request, n=1, seed=None if request.seed is None else request.seed + i)
+                for i in range(request.n)
+            ]
+            results = await gather_or_cancel([self._generate_one(r, call) for r in singles])
+            return [completions[0] for completions in results]
+        return await self._stream(request, call)
+
+    async def _stream(self, request: GenerationRequest, call: GenerationMeter) -> list[Completion]:
         # vLLM (and torch) load only when an engine is used
         from vllm.v1.engine.exceptions import EngineDeadError
 
         prompt = {"prompt_token_ids": self.prompt_token_ids(request)}
         request_id = f"ttc-{next(self._request_ids)}"
         # DELTA outputs carry only the samples that progressed: accumulate by sample index.
-        texts: list[list[str]] = [[] for _ in range(request.n)]
-        token_ids: list[list[int]] = [[] for _ in range(request.n)]
-        finals: list[Any] = [None] * request.n
+        samples = [_Sample(request) for _ in range(request.n)]
         unfinished = request.n
         self._count_sequences(unfinished)
         try:
@@ -240,15 +253,15 @@ class VLLMPolicy:
                 prompt, self._sampling_params(request), request_id
             ):
                 for sample in output.outputs:
-                    texts[sample.index].append(sample.text)
-                    token_ids[sample.index].extend(sample.token_ids)
+                    done = samples[sample.index].add(sample)
                     call.tokens += len(sample.token_ids)
-                    if sample.finish_reason is not None and finals[sample.index] is None:
-                        finals[sample.index] = sample
+                    if done:
                         call.finished += 1
                         unfinished -= 1
                         self._count_sequences(-1)
                 call.report()
+                if unfinished == 0 and any(sample.stopped for sample in samples):
+                    break  # the rule ended it before vLLM did: aborted below
         except asyncio.CancelledError:
             await self._abort(request_id)
             raise
@@ -260,19 +273,11 @@ class VLLMPolicy:
             ) from exc
         finally:
             self._count_sequences(-unfinished)
-        if any(final is None for final in finals):
+        if any(sample.stopped for sample in samples):
+            await self._abort(request_id)  # stopped by the rule: free its slot in the engine
+        if any(sample.finish_reason is None for sample in samples):
             raise PolicyError(f"vLLM ended request {request_id} before every sample finished")
-        return [
-            Completion(
-                text="".join(texts[i]),
-                finish_reason="length" if final.finish_reason == "length" else "stop",
-                stop_reason=final.stop_reason if isinstance(final.stop_reason, str) else None,
-                num_tokens=len(token_ids[i]),
-                logprob=final.cumulative_logprob,
-                token_ids=generated_ids(self._tokenizer, "".join(texts[i]), token_ids[i]),
-            )
-            for i, final in enumerate(finals)
-        ]
+        return [sample.completion(self._tokenizer) for sample in samples]
 
     def _count_sequences(self, delta: int) -> None:
         self._sequences_in_flight += delta
@@ -333,6 +338,59 @@ class VLLMPolicy:
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.shutdown()
+
+
+class _Sample:
+    """One sample of a request as DELTA outputs arrive: its text, ids, token confidences (with
+    `top_logprobs`) and the request's stop rule."""
+
+    def __init__(self, request: GenerationRequest):
+        self.k = request.top_logprobs
+        rule = request.confidence_stop
+        self.monitor = None if rule is None or not self.k else StopMonitor(rule)
+        self.texts: list[str] = []
+        self.token_ids: list[int] = []
+        self.confidences: list[float] = []
+        self.finish_reason: str | None = None
+        self.stop_reason: str | None = None
+        self.logprob: float | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.finish_reason == "confidence"
+
+    def add(self, output: Any) -> bool:
+        """Take one delta; True when this sample has just ended."""
+        if self.finish_reason is not None:
+            return False
+        self.texts.append(output.text)
+        self.token_ids.extend(output.token_ids)
+        self.logprob = output.cumulative_logprob
+        if self.k:
+            for position in output.logprobs or []:
+                confidence = token_confidence((lp.logprob for lp in position.values()), self.k)
+                self.confidences.append(confidence)
+                if self.monitor is not None and self.monitor.push(confidence):
+                    self.finish_reason = "confidence"
+                    return True
+        if output.finish_reason is not None:
+            self.finish_reason = "length" if output.finish_reason == "length" else "stop"
+            reason = output.stop_reason
+            self.stop_reason = reason if isinstance(reason, str) else None
+            return True
+        return False
+
+    def completion(self, tokenizer: Any) -> Completion:
+        text = "".join(self.texts)
+        return Completion(
+            text=text,
+            finish_reason=self.finish_reason or "stop",
+            stop_reason=self.stop_reason,
+            num_tokens=len(self.token_ids),
+            logprob=self.logprob,
+            token_ids=generated_ids(tokenizer, text, self.token_ids),
+            token_confidences=tuple(self.confidences) if self.k else None,
+        )
 
 
 _SHARED: dict[str | None, VLLMPolicy] = {}

@@ -10,7 +10,8 @@ A round is one policy call of `batch_size` samples, then one verifier call on th
 The stopping rule. After every round the answers are grouped (equivalent answers together;
 samples without an answer do not vote). Let a be the leader's vote and b the runner-up's
 (0 if there is none); a vote is a count, or with `selection="weighted"` and a verifier the
-sum of the group's scores. Between the two, the share p of votes the leader would win is
+sum of the group's scores (with "confidence" / "self_certainty", of its members' token
+confidence figures). Between the two, the share p of votes the leader would win is
 given a uniform prior, so its posterior is Beta(a + 1, b + 1); sampling stops once
 
     P(p > 1/2 | votes) = 1 - I_{1/2}(a + 1, b + 1) >= confidence
@@ -37,7 +38,11 @@ from langgraph.types import All, Checkpointer
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events
 from langgraph_ttc.answers import AnswerExtractor, extract_answer
-from langgraph_ttc.selection import DEFAULT_STEP_DELIMITER, group_by_answer
+from langgraph_ttc.selection import (
+    CONFIDENCE_SELECTIONS,
+    DEFAULT_STEP_DELIMITER,
+    group_by_answer,
+)
 from langgraph_ttc.strategies.options import builder
 from langgraph_ttc.strategies.run import Run
 from langgraph_ttc.strategies.scaffold import Scaffold
@@ -65,10 +70,11 @@ def leader_probability(leader: float, runner_up: float) -> float:
     return float(tail)
 
 
-def votes(pool: list[Candidate], weighted: bool) -> list[float]:
-    """Each answer group's vote, largest first (a count, or its score sum)."""
+def votes(pool: list[Candidate], weight: str | None) -> list[float]:
+    """Each answer group's vote, largest first: a count, or the sum of its members' `weight`
+    field ("score", "confidence", "self_certainty")."""
     groups = group_by_answer(pool)
-    tally = [sum(c["score"] for c in g) if weighted else float(len(g)) for g in groups]
+    tally = [sum(float(c.get(weight, 0.0)) for c in g) if weight else float(len(g)) for g in groups]
     return sorted(tally, reverse=True)
 
 
@@ -102,9 +108,12 @@ async def sample(state: AdaptiveState, run: Run[AdaptiveSettings]) -> dict[str, 
 
 
 async def decide(state: AdaptiveState, run: Run[AdaptiveSettings]) -> dict[str, Any]:
-    weighted = run.settings.selection == "weighted" and run.prm is not None
+    selection = run.settings.selection
+    weight = CONFIDENCE_SELECTIONS.get(selection)
+    if selection == "weighted" and run.prm is not None:
+        weight = "score"
     # answer equivalence (math-verify) may take a while: keep the event loop free
-    tally = await asyncio.to_thread(votes, state["pool"], weighted)
+    tally = await asyncio.to_thread(votes, state["pool"], weight)
     return {"decisive": is_decisive(tally, run.settings.confidence)}
 
 

@@ -18,6 +18,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph_ttc.strategies.adaptive_majority import create_adaptive_majority
 from langgraph_ttc.strategies.beam_search import create_beam_search
 from langgraph_ttc.strategies.best_of_n import create_best_of_n
+from langgraph_ttc.strategies.deepconf import create_deepconf
 from langgraph_ttc.strategies.dvts import create_dvts
 from langgraph_ttc.strategies.greedy import FIXED as GREEDY_FIXED
 from langgraph_ttc.strategies.greedy import create_greedy
@@ -28,13 +29,16 @@ from langgraph_ttc.strategies.self_refine import create_self_refine
 from langgraph_ttc.strategies.settings import (
     AdaptiveSettings,
     BeamSearchSettings,
+    DeepConfSettings,
     MCTSSettings,
     ParticleSettings,
     RebaseSettings,
     RefineSettings,
     SearchSettings,
+    SpeculativeSettings,
     StrategySettings,
 )
+from langgraph_ttc.strategies.speculative_rejection import create_speculative_rejection
 from langgraph_ttc.types import PRM, Policy
 
 
@@ -94,5 +98,13 @@ ROUTABLE: dict[str, StrategyInfo] = {
         ),
         StrategyInfo("mcts", create_mcts, MCTSSettings, needs_prm=True, steps=True),
         StrategyInfo("rebase", create_rebase, RebaseSettings, needs_prm=True, steps=True),
+        StrategyInfo("deepconf", create_deepconf, DeepConfSettings),
+        StrategyInfo(
+            "speculative_rejection",
+            create_speculative_rejection,
+            SpeculativeSettings,
+            needs_prm=True,
+            steps=True,
+        ),
     )
 }

@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 from langgraph_ttc import candidates as cands
 from langgraph_ttc import events, progress
 from langgraph_ttc.answers import AnswerExtractor
+from langgraph_ttc.confidence import DEFAULT_TOP_LOGPROBS
 from langgraph_ttc.selection import split_steps
 from langgraph_ttc.strategies.budget import Budget
 from langgraph_ttc.strategies.calls import call_policy, score_steps
@@ -24,6 +25,7 @@ from langgraph_ttc.types import (
     PRM,
     Candidate,
     Completion,
+    ConfidenceStop,
     GenerationRequest,
     Policy,
     Usage,
@@ -48,9 +50,13 @@ class Run(Generic[S]):
     def messages(self) -> list[dict[str, str]]:
         return chat_messages(self.problem, self.settings.system_prompt, self.settings.examples)
 
-    def solution_request(self, n: int, seed: int | None) -> GenerationRequest:
-        """Sample `n` whole solutions of the problem."""
+    def solution_request(
+        self, n: int, seed: int | None, *, stop: ConfidenceStop | None = None
+    ) -> GenerationRequest:
+        """Sample `n` whole solutions of the problem (with token confidences when the
+        settings vote with them; `stop`: a rule that ends a sample early)."""
         settings = self.settings
+        confidences = settings.needs_confidences() or stop is not None
         return GenerationRequest(
             messages=self.messages(),
             n=n,
@@ -58,6 +64,8 @@ class Run(Generic[S]):
             temperature=settings.temperature,
             top_p=settings.top_p,
             seed=seed,
+            top_logprobs=DEFAULT_TOP_LOGPROBS if confidences else None,
+            confidence_stop=stop,
         )
 
     def steps(self, text: str) -> list[str]:

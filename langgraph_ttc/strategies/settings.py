@@ -38,7 +38,9 @@ MAX_TOKENS = 1 << 17
 MAX_ITERATIONS = 1000
 MAX_ROUNDS = 100
 
-Selection = Literal["naive", "weighted", "majority"]
+Selection = Literal["naive", "weighted", "majority", "self_certainty", "confidence"]
+# selections that vote with the model's token confidences instead of a verifier's scores
+VERIFIER_FREE = ("majority", "self_certainty", "confidence")
 Aggregation = Literal["last", "min", "prod", "mean"]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -97,6 +99,9 @@ class StrategySettings(BaseModel):
 
     # Other names a run may use for a field (e.g. "chains" for self-refinement's n).
     aliases: ClassVar[dict[str, str]] = {}
+    # whether the strategy samples whole solutions with token confidences (selection
+    # "self_certainty" / "confidence"); step searches and revisions do not
+    samples_confidences: ClassVar[bool] = True
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +125,12 @@ class StrategySettings(BaseModel):
                 f"temperature 0 with n={self.n} would sample {self.n} identical candidates; "
                 "use temperature > 0 or n=1"
             )
+        if self.needs_confidences() and not self.samples_confidences:
+            raise ValueError(
+                f"selection={self.selection!r} votes with the token confidences of whole "
+                "sampled solutions; this strategy grows or revises them (use best_of_n, "
+                "adaptive_majority or deepconf)"
+            )
         return self
 
     def token_budget(self) -> int | None:
@@ -128,18 +139,24 @@ class StrategySettings(BaseModel):
 
     def needs_prm(self) -> bool:
         """Whether these settings rank candidates by verifier score."""
-        return self.selection != "majority"
+        return self.selection not in VERIFIER_FREE
+
+    def needs_confidences(self) -> bool:
+        """Whether samples must carry token confidences (a confidence-weighted selection)."""
+        return self.selection in ("self_certainty", "confidence")
 
     def check_prm(self, has_prm: bool) -> None:
         if not has_prm and self.needs_prm():
             raise ValueError(
                 f"selection={self.selection!r} ranks candidates by verifier score, so it needs "
-                "a prm; pass one, or use selection='majority'"
+                "a prm; pass one, or use selection='majority', 'self_certainty' or 'confidence'"
             )
 
 
 class SearchSettings(StrategySettings):
     """Step-level searches (beam search, DVTS): `n` beams, expansion factor `beam_width`."""
+
+    samples_confidences: ClassVar[bool] = False
 
     beam_width: int = Field(2, ge=1, le=MAX_N, description="children per kept beam")
     max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
@@ -176,6 +193,8 @@ class AdaptiveSettings(StrategySettings):
 
 class ParticleSettings(StrategySettings):
     """Particle filtering: `n` particles extended a step at a time, resampled by PRM weight."""
+
+    samples_confidences: ClassVar[bool] = False
 
     max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
     max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
@@ -258,11 +277,77 @@ class RefineSettings(StrategySettings):
     """Self-refinement: `n` parallel chains (per run also "chains"), `rounds` revisions each."""
 
     aliases: ClassVar[dict[str, str]] = {"chains": "n"}
+    samples_confidences: ClassVar[bool] = False
     n: int = Field(
         1, ge=1, le=MAX_N, validation_alias=AliasChoices("n", "chains"), description="chains"
     )
     rounds: int = Field(2, ge=0, le=MAX_ROUNDS, description="critique + revise rounds")
     critique_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per critique")
+
+
+class DeepConfSettings(StrategySettings):
+    """DeepConf: up to `n` traces voted on by confidence. Offline: all `n`, the `keep` most
+    confident voting. Online: `warmup` traces set a threshold (the 100 x (1 - keep)
+    percentile of their confidences), later traces (rounds of `batch_size`) stop in the engine
+    once a `window`-token group confidence falls below it, until the vote is decisive."""
+
+    n: int = Field(16, ge=1, le=MAX_N, description="the most traces drawn")
+    mode: Literal["online", "offline"] = Field(
+        "online", description="stop traces early (online) or filter finished ones (offline)"
+    )
+    warmup: int = Field(4, ge=1, le=MAX_N, description="online: traces that set the threshold")
+    keep: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="the share of traces kept: offline the most confident, online the "
+        "warm-up percentile the threshold sits at (0.9: DeepConf-high, 0.1: DeepConf-low)",
+    )
+    window: int = Field(
+        32,
+        ge=1,
+        le=MAX_TOKENS,
+        description="tokens per group confidence (the paper's 2048 suits long reasoning "
+        "traces; solutions of a few hundred tokens need a short one)",
+    )
+    measure: Literal["lowest_group", "tail"] = Field(
+        "lowest_group", description="a trace's confidence: its weakest window, or its last"
+    )
+    consensus: float = Field(
+        0.95,
+        gt=0.5,
+        le=1,
+        allow_inf_nan=False,
+        description="online: the leader's share of the confidence-weighted vote that stops "
+        "sampling",
+    )
+    batch_size: int = Field(4, ge=1, le=MAX_N, description="online: traces per round")
+
+    def needs_confidences(self) -> bool:
+        return True
+
+
+class SpeculativeSettings(StrategySettings):
+    """Speculative rejection: `n` samples; every `checkpoint_tokens` generated tokens the
+    verifier scores the partial texts and the lowest `reject` share of the unfinished ones is
+    aborted; the rest continue from their generated tokens."""
+
+    n: int = Field(16, ge=1, le=MAX_N, description="samples started")
+    checkpoint_tokens: int = Field(
+        64, ge=1, le=MAX_TOKENS, description="tokens generated between two rejections"
+    )
+    reject: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        allow_inf_nan=False,
+        description="share of the unfinished samples aborted at each checkpoint",
+    )
+    samples_confidences: ClassVar[bool] = False
+
+    def needs_prm(self) -> bool:
+        return True
 
 
 def describe(error: ValidationError) -> str:

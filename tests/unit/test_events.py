@@ -6,13 +6,22 @@ from pydantic import TypeAdapter
 from langgraph_ttc import (
     create_beam_search,
     create_best_of_n,
+    create_deepconf,
     create_dvts,
     create_greedy,
     create_self_refine,
+    create_speculative_rejection,
 )
 from langgraph_ttc.events import ProgressEvent
 from langgraph_ttc.progress import GenerationProgress, report
-from tests.fakes import KeywordPRM, ScriptedPolicy, alternating, seeded_arithmetic, tree_policy
+from tests.fakes import (
+    ConfidentPolicy,
+    KeywordPRM,
+    ScriptedPolicy,
+    alternating,
+    seeded_arithmetic,
+    tree_policy,
+)
 
 VALIDATE = TypeAdapter(ProgressEvent).validate_python
 
@@ -59,6 +68,24 @@ GRAPHS = {
     "self_refine_majority": lambda: create_self_refine(
         ScriptedPolicy(seeded_arithmetic), None, rounds=1, chains=2, seed=0
     ),
+    # "hmm" is an unconfident token: the traces with it stop below the warm-up's threshold
+    "deepconf": lambda: create_deepconf(
+        ReportingPolicy(
+            ConfidentPolicy(
+                lambda r, i: ["a b \\boxed{1}", "hmm hmm \\boxed{2}"][((r.seed or 0) + i) % 2],
+                lambda word: 3.1 if word == "hmm" else 5.0,
+            )
+        ),
+        prm(),
+        n=6,
+        warmup=2,
+        batch_size=2,
+        window=2,
+        seed=0,
+    ),
+    "speculative_rejection": lambda: create_speculative_rejection(
+        ReportingPolicy(tree_policy(3, alternating)), prm(), n=4, checkpoint_tokens=2, seed=0
+    ),
 }
 
 
@@ -81,7 +108,17 @@ async def test_all_declared_types_are_emitted_somewhere():
     seen = set()
     for make in GRAPHS.values():
         seen |= {event["type"] for event in await stream(make())}
-    assert seen == {"candidate", "score", "prune", "critique", "generation", "error", "selected"}
+    assert seen == {
+        "candidate",
+        "score",
+        "prune",
+        "critique",
+        "generation",
+        "error",
+        "selected",
+        "threshold",
+        "early_stop",
+    }
 
 
 def test_an_undeclared_field_fails_validation():
