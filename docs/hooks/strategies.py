@@ -127,10 +127,15 @@ def import_line(builder: Any) -> str:
     return f"from {builder.__module__} import {builder.__name__}"
 
 
-def _default(value: Any) -> str:
+def _default(value: Any, builder: Any) -> str:
+    """A default as written: a function or a module constant by name, else its repr."""
     if callable(value) and hasattr(value, "__name__"):
         return value.__name__
-    return repr(value)
+    text = repr(value)
+    if "<" in text:  # an object repr: name the module-level constant it is, if any
+        named = [k for k, v in vars(inspect.getmodule(builder)).items() if v is value]
+        return named[0] if named else "..."
+    return text
 
 
 def signature(builder: Any) -> str:
@@ -142,10 +147,10 @@ def signature(builder: Any) -> str:
             star = True
         text = p.name + (f": {p.annotation}" if p.annotation is not p.empty else "")
         if p.default is not p.empty:
-            text += f" = {_default(p.default)}"
+            text += f" = {_default(p.default, builder)}"
         lines.append(f"    {text},")
     returns = inspect.signature(builder).return_annotation
-    return f"{builder.__name__}(\n" + "\n".join(lines) + f"\n) -> {returns}"
+    return f"def {builder.__name__}(\n" + "\n".join(lines) + f"\n) -> {returns}: ..."
 
 
 def example(info: StrategyInfo) -> str:
