@@ -45,7 +45,7 @@ API_MODULES = (
     "langgraph_ttc.backends",
     "langgraph_ttc.eval",
 )
-PROBLEM = "Tom has 12 apples and buys 7 more. How many apples does he have now?"
+PROBLEM = "Tom has 12 apples and buys 7 more. How many now?"
 
 
 # ---------------------------------------------------------------- algorithms.md sections
@@ -170,7 +170,8 @@ async def main():
         graph = {name}(policy, ArithmeticVerifier(), {settings})
         problem = {{"problem": "{PROBLEM}"}}
         out = {{}}
-        async for mode, chunk in graph.astream(problem, stream_mode=["custom", "values"]):
+        stream = graph.astream(problem, stream_mode=["custom", "values"])
+        async for mode, chunk in stream:
             if mode == "custom":  # progress events as they happen
                 print(chunk["type"], chunk.get("iteration", ""))
             else:
@@ -178,7 +179,7 @@ async def main():
         print(out["answer"], out["usage"])
 
 
-if __name__ == "__main__":  # vLLM spawns workers: scripts that start an engine need the guard
+if __name__ == "__main__":  # vLLM spawns workers: guard the entry point
     asyncio.run(main())
 ```
 
@@ -189,6 +190,10 @@ The same from the command line: `ttc solve "What is 12 + 7?" --strategy {info.na
 def strategy_page(info: StrategyInfo, heading: str, body: str) -> str:
     name = info.build.__name__
     table = model_table(info.settings).replace(f"## {info.settings.__name__}", "", 1).strip()
+    table = table.replace(
+        "All `StrategySettings` fields",
+        "All [`StrategySettings`](../settings.md#strategysettings) fields",
+    )
     fixed = ", ".join(f"`{f}`" for f in info.fixed) or "none"
     events = ", ".join(f"[`{e}`](../events.md#{e})" for e in events_of(info))
     return f"""# {title_of(heading)}
@@ -296,6 +301,27 @@ def missing_docstrings() -> list[str]:
     return missing
 
 
+# ---------------------------------------------------------------- Markdown dialect
+
+
+def indent_numbered_lists(text: str) -> str:
+    """Numbered items written GitHub-style (content indented 3 spaces, as the pages read on
+    GitHub) indented 4, as Python-Markdown needs for nested bullets and paragraphs."""
+    out, in_list, fence = [], False, False
+    for line in text.split("\n"):
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence:
+            if re.match(r"\d+\. ", line):
+                in_list = True
+            elif line and not line.startswith(" "):
+                in_list = False
+            elif in_list and line.startswith("   "):
+                line = " " + line
+        out.append(line)
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------- MkDocs events
 
 
@@ -318,3 +344,7 @@ def on_files(files: Files, config: Any) -> Files:
     for path, text in strategy_pages(algorithms).items():
         files.append(File.generated(config, path, content=text))
     return files
+
+
+def on_page_markdown(markdown: str, **_: Any) -> str:
+    return indent_numbered_lists(markdown)
