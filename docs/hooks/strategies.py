@@ -109,8 +109,8 @@ def events_of(info: StrategyInfo) -> list[str]:
     """The event types one run of the strategy emits (a scripted policy, the arithmetic
     verifier); when it cannot run on those, the events its module names."""
     try:
-        return asyncio.run(_events(info))
-    except Exception as exc:  # the page still builds; the fallback is stated on it
+        return asyncio.run(asyncio.wait_for(_events(info), timeout=60))
+    except Exception as exc:  # the page still builds, from the module's own event calls
         log.info("strategy %s did not run on the scripted policy: %s", info.name, exc)
         source = inspect.getsource(inspect.getmodule(info.build))
         return sorted(set(re.findall(r"\bevents\.(\w+)\(", source)) | {"selected"})
