@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ttc-installed
 BACKEND ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 DEMO_PROBLEM ?= Tom has 12 apples and buys 7 more. How many apples does he have now?
 
-.PHONY: setup demo serve test unit integration lint bench clean
+.PHONY: setup demo serve test unit integration lint docs bench clean
 
 setup: $(STAMP)
 	$(BIN)/ttc models prepare
@@ -47,5 +47,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The documentation site (MkDocs + Material) into site/; --strict: a broken link, a missing page
+# or a public name without a docstring fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info

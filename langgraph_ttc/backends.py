@@ -124,6 +124,7 @@ def supports_prefix(policy: object) -> bool:
 
 
 def no_prefix_reason(policy: object) -> str | None:
+    """Why `policy` cannot continue a prefix, when it says so; else None."""
     return policy.no_prefix_reason if isinstance(policy, ExplainsNoPrefix) else None
 
 

@@ -224,6 +224,7 @@ _LINEAGE = ("parent", "group", "chain")
 
 
 def candidate(strategy: str, c: Candidate, iteration: int | None = None) -> CandidateEvent:
+    """The `candidate` event: a sample finished, a beam grew, or a revision was written."""
     lineage = {key: c[key] for key in _LINEAGE if key in c}  # type: ignore[literal-required]
     return CandidateEvent(
         type="candidate",
@@ -238,6 +239,7 @@ def candidate(strategy: str, c: Candidate, iteration: int | None = None) -> Cand
 
 
 def score(strategy: str, c: Candidate, iteration: int | None = None) -> ScoreEvent:
+    """The `score` event: a candidate's step scores and aggregated score."""
     return ScoreEvent(
         type="score",
         strategy=strategy,
@@ -255,6 +257,7 @@ def prune(
     dropped: list[Candidate],
     group: int | None = None,
 ) -> PruneEvent:
+    """The `prune` event: the candidates an iteration kept and those it dropped."""
     event = PruneEvent(
         type="prune",
         strategy=strategy,
@@ -289,6 +292,7 @@ def tree(
 
 
 def critique(strategy: str, iteration: int, version: Candidate, text: str) -> CritiqueEvent:
+    """The `critique` event: the critic's feedback on a version (self-refinement)."""
     return CritiqueEvent(
         type="critique", strategy=strategy, iteration=iteration, id=version["id"], text=text
     )
@@ -297,6 +301,7 @@ def critique(strategy: str, iteration: int, version: Candidate, text: str) -> Cr
 def generation(
     strategy: str, progress: GenerationProgress, iteration: int | None = None
 ) -> GenerationEvent:
+    """The `generation` event: token progress of one policy call while it runs."""
     return GenerationEvent(
         type="generation",
         strategy=strategy,
@@ -311,6 +316,7 @@ def generation(
 def error(
     strategy: str, message: str, *, candidate_id: int | None = None, iteration: int | None = None
 ) -> ErrorEvent:
+    """The `error` event: an isolated failure (a candidate lost its score)."""
     event = ErrorEvent(type="error", strategy=strategy, **_where(iteration), message=message)
     if candidate_id is not None:
         event["id"] = candidate_id
@@ -320,6 +326,7 @@ def error(
 def route(
     strategy: str, signal: float, bin: int, budget: int, chosen: str, settings: dict[str, Any]
 ) -> RouteEvent:
+    """The `route` event: the compute-optimal router's probe signal, bin and choice."""
     return RouteEvent(
         type="route",
         strategy=strategy,
@@ -347,6 +354,7 @@ def early_stop(strategy: str, c: Candidate, iteration: int | None = None) -> Ear
 
 
 def selected(strategy: str, chosen: Candidate | None) -> SelectedEvent:
+    """The `selected` event: the final choice of a run."""
     return SelectedEvent(
         type="selected",
         strategy=strategy,

@@ -149,6 +149,7 @@ class Usage(TypedDict):
 
 
 def empty_usage() -> Usage:
+    """A run's `usage` before any call: every count zero, no errors."""
     return Usage(policy_tokens=0, policy_calls=0, prm_calls=0, prm_steps=0, errors=[])
 
 

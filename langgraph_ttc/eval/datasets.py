@@ -19,6 +19,8 @@ class DatasetError(TTCError, ValueError):
 
 @dataclass(frozen=True)
 class Problem:
+    """One evaluation problem: its id, its text and the reference final answer."""
+
     id: str
     problem: str
     answer: str  # the reference final answer
@@ -26,6 +28,8 @@ class Problem:
 
 @dataclass(frozen=True)
 class Fields:
+    """The field names a dataset's rows use for the problem, the answer and the id."""
+
     problem: str = "problem"
     answer: str = "answer"
     id: str = "id"  # rows without it are numbered by position

@@ -37,6 +37,8 @@ class Graph(Protocol):
 
 @dataclass(frozen=True)
 class WorkItem:
+    """One problem to run with one strategy spec, for the budgets still missing."""
+
     problem: Problem
     spec: RunSpec
     budgets: tuple[int, ...]  # the budgets whose rows are still missing

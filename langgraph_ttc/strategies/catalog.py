@@ -44,6 +44,8 @@ from langgraph_ttc.types import PRM, Policy
 
 @dataclass(frozen=True)
 class StrategyInfo:
+    """A strategy by name: its builder, settings model, needs, and how budgets read a run."""
+
     name: str
     build: Callable[..., CompiledStateGraph]
     settings: type[StrategySettings]

@@ -26,6 +26,7 @@ __all__ = ["STRATEGIES", "STRATEGY_NAMES", "StrategyInfo", "create_strategy", "s
 
 
 def strategy_info(name: str) -> StrategyInfo:
+    """The registry entry of strategy `name`; an unknown name raises ValueError listing them."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGY_NAMES}")
     return STRATEGIES[name]
