@@ -339,10 +339,12 @@ def route(
 
 
 def threshold(strategy: str, value: float, warmup: int) -> ThresholdEvent:
+    """DeepConf online: the stop threshold its warm-up traces set."""
     return ThresholdEvent(type="threshold", strategy=strategy, threshold=value, warmup=warmup)
 
 
 def early_stop(strategy: str, c: Candidate, iteration: int | None = None) -> EarlyStopEvent:
+    """A sample its confidence rule stopped in the engine."""
     return EarlyStopEvent(
         type="early_stop",
         strategy=strategy,

@@ -85,12 +85,12 @@ class Completion:
     num_tokens: int
     logprob: float | None = None  # cumulative, when available
     token_ids: tuple[int, ...] | None = None  # the generated ids, when they decode to `text`
-    # a failed sample (the backend sent no usable text: empty, a tool call, withheld): why.
-    # Its text is empty; the run records the reason and goes on with the other samples.
-    error: str | None = None
     # with `top_logprobs` k: per generated token, minus the mean of the top-k log-probabilities
     # (DeepConf's token confidence); compact, one float per token
     token_confidences: tuple[float, ...] | None = None
+    # a failed sample (the backend sent no usable text: empty, a tool call, withheld): why.
+    # Its text is empty; the run records the reason and goes on with the other samples.
+    error: str | None = None
 
 
 @runtime_checkable

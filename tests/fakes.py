@@ -33,7 +33,17 @@ class ScriptedPolicy:
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         self.calls.append(list(requests))
-        return [[_finish(self.script(r, i), r) for i in range(r.n)] for r in requests]
+        return [
+            [_confident(_finish(self.script(r, i), r), r) for i in range(r.n)] for r in requests
+        ]
+
+
+def _confident(completion: Completion, request: GenerationRequest) -> Completion:
+    """As a real engine does: token confidences when the request asks for top-k logprobs
+    (here a fixed 1.0 per token)."""
+    if request.top_logprobs is None or completion.token_confidences is not None:
+        return completion
+    return replace(completion, token_confidences=(1.0,) * completion.num_tokens)
 
 
 def cycling(texts: Sequence[str]) -> ScriptedPolicy:

@@ -20,6 +20,7 @@ import inspect
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,15 @@ class _ScriptedPolicy:
         for stop in request.stop:
             if stop in text:
                 body = text[: text.index(stop) + len(stop)]
-                return Completion(body, "stop", stop, len(body.split()))
-        return Completion(text, "stop", None, len(text.split()))
+                return _confident(Completion(body, "stop", stop, len(body.split())), request)
+        return _confident(Completion(text, "stop", None, len(text.split())), request)
+
+
+def _confident(completion: Completion, request: GenerationRequest) -> Completion:
+    """Token confidences when asked (top-k logprobs), as a real engine gives them."""
+    if request.top_logprobs is None:
+        return completion
+    return replace(completion, token_confidences=(1.0,) * completion.num_tokens)
 
 
 async def _events(info: StrategyInfo) -> list[str]:
@@ -113,7 +121,7 @@ def events_of(info: StrategyInfo) -> list[str]:
     except Exception as exc:  # the page still builds, from the module's own event calls
         log.info("strategy %s did not run on the scripted policy: %s", info.name, exc)
         source = inspect.getsource(inspect.getmodule(info.build))
-        return sorted(set(re.findall(r"\bevents\.(\w+)\(", source)) | {"selected"})
+        return sorted((set(re.findall(r"\bevents\.(\w+)\(", source)) - {"emit"}) | {"selected"})
 
 
 # ---------------------------------------------------------------- pages
