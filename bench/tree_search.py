@@ -1,11 +1,12 @@
 """Benchmark: the tree searches (MCTS, REBASE) beside weighted best-of-N, beam search and
-particle filtering, from one `ttc eval` run at budgets N.
+particle filtering, at budgets N, each strategy in its own `ttc eval` run (same problems,
+settings and seed) so that each one's engine utilisation is its own.
 
 The test problems are those of `bench/compute_optimal.py`: the first half of `--problems`
 rows of `mawps_singleop` and of `gsm8k_test`. Embedded model, 4 worked examples (the `ttc
 eval` default), arithmetic verifier, seed 0. Writes OUT/report.json (strict and lenient
 accuracy, mean generated tokens per problem), OUT/table.md and OUT/accuracy_tokens.png; the
-eval's own summary (engine utilisation with --peak-tok-s) is in OUT/test/.
+eval's own summaries (engine utilisation with --peak-tok-s) are in OUT/test/<strategy>/.
 
     .venv/bin/python bench/tree_search.py --problems 60 --n 4,8 --peak-tok-s 581.6 \\
         --out bench/results/tree_search
@@ -34,11 +35,11 @@ LABELS = [
 ]
 
 
-def eval_args(dataset: Path, out: Path, args: argparse.Namespace) -> list[str]:
+def eval_args(dataset: Path, out: Path, strategy: str, args: argparse.Namespace) -> list[str]:
     resume = ["--resume"] if (out / "results.jsonl").exists() else []
     peak = [] if args.peak_tok_s is None else ["--peak-tok-s", str(args.peak_tok_s)]
     return [
-        "eval", "--dataset", str(dataset), "--strategy", *STRATEGIES, "--no-baseline",
+        "eval", "--dataset", str(dataset), "--strategy", strategy, "--no-baseline",
         "--n", args.n, "--max-tokens", str(args.max_tokens),
         "--max-iterations", str(args.max_iterations), "--max-depth", str(args.max_iterations),
         "--prm", "arithmetic", "--seed", "0", "--out", str(out), "--no-progress",
@@ -59,23 +60,24 @@ def table(points: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def complete_rows(results: Path) -> Path:
+def complete_rows(test: Path) -> Path:
     """The rows of problems every (strategy, budget) point has finished (all of them once
-    the run is done; a fair comparison of an interrupted one), written next to `results`."""
-    rows = read_jsonl(results)
+    the runs are done; a fair comparison of an interrupted one), written to TEST/complete.jsonl."""
+    rows = [r for s in STRATEGIES if (test / s / "results.jsonl").exists()
+            for r in read_jsonl(test / s / "results.jsonl")]  # fmt: skip
     points = {(r["strategy"], r["budget"]) for r in rows}
     done: dict[str, set] = {}
     for r in rows:
         done.setdefault(r["id"], set()).add((r["strategy"], r["budget"]))
     kept = [r for r in rows if done[r["id"]] == points]
-    path = results.with_name("complete.jsonl")
+    path = test / "complete.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     return path
 
 
 def write_report(out: Path) -> None:
     REPORT[:] = LABELS  # the rows this benchmark reports
-    points = report(complete_rows(out / "test" / "results.jsonl"))
+    points = report(complete_rows(out / "test"))
     order = {label: i for i, (label, _, _) in enumerate(LABELS)}
     points.sort(key=lambda p: (order[p["label"]], p["budget"]))
     (out / "report.json").write_text(json.dumps(points, indent=2) + "\n")
@@ -86,17 +88,18 @@ def write_report(out: Path) -> None:
 
 
 def utilisation(out: Path) -> str:
-    """The run's engine throughput and utilisation, and each strategy's while it ran (all
-    strategies share the engine at once: a strategy's figure depends on the others)."""
-    summary = out / "test" / "summary.json"
-    if not summary.exists():
-        return "no summary.json yet (the eval writes it at the end)"
-    throughput = json.loads(summary.read_text()).get("throughput") or {}
-    peak = throughput.get("peak_tok_s")
-    lines = [f"run: {throughput.get('tok_s')} tok/s, utilisation {throughput.get('utilisation')}"]
-    for group, figures in (throughput.get("per_strategy") or {}).items():
-        share = f"{figures['tok_s'] / peak:.1%}" if peak and figures.get("tok_s") else "-"
-        lines.append(f"{group}: {figures.get('tok_s')} tok/s while active, {share} of peak")
+    """Each strategy's engine throughput and utilisation over its own run."""
+    lines = []
+    for strategy in STRATEGIES:
+        summary = out / "test" / strategy / "summary.json"
+        if not summary.exists():
+            lines.append(f"{strategy}: no summary.json yet (the eval writes it at the end)")
+            continue
+        throughput = json.loads(summary.read_text()).get("throughput") or {}
+        lines.append(
+            f"{strategy}: {throughput.get('tok_s')} tok/s over {throughput.get('run_s')} s, "
+            f"utilisation {throughput.get('utilisation')}"
+        )
     text = "\n".join(lines) + "\n"
     (out / "utilisation.txt").write_text(text)
     return text
@@ -115,7 +118,8 @@ def main() -> int:
     args = parser.parse_args()
     if not args.report_only:
         test, _ = write_sets(args.data, args.out, args.problems, 0)
-        ttc(*eval_args(test, args.out / "test", args))
+        for strategy in STRATEGIES:
+            ttc(*eval_args(test, args.out / "test" / strategy, strategy, args))
     write_report(args.out)
     return 0
 
