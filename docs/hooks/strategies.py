@@ -45,6 +45,8 @@ API_MODULES = (
     "langgraph_ttc.errors",
     "langgraph_ttc.backends",
     "langgraph_ttc.eval",
+    "langgraph_ttc.agents",
+    "langgraph_ttc.server",
 )
 PROBLEM = "Tom has 12 apples and buys 7 more. How many now?"
 
