@@ -63,6 +63,26 @@ def test_site_builds_strictly(tmp_path):
     api = (site / "api" / "langgraph_ttc.html").read_text()
     assert "create_beam_search" in api and "n must be a multiple of beam_width" not in api
     assert (site / "api" / "policies.html").read_text().count("VLLMPolicy") > 1
+    assert (site / "api" / "agents.html").read_text().count("TTCMiddleware") > 1
+    folded = {str(page.relative_to(site)): found for page in site.rglob("*.html")
+              if (found := folded_list_items(page.read_text()))}  # fmt: skip
+    assert not folded, folded
+
+
+# a numbered item swallowed by the one before ("... expanded. 4. The loop ..."): Markdown
+# does this when an item holding an indented block is followed by one with no blank line
+FOLDED_ITEM = re.compile(r"[a-z>)][.)]\s+\d\.\s+(<strong>|[A-Z])")
+
+
+def folded_list_items(html: str) -> list[str]:
+    items = re.findall(r"<li>(.*?)</li>", html, flags=re.S)
+    return [m.group(0) for item in items for m in FOLDED_ITEM.finditer(item)]
+
+
+def test_folded_list_items_are_found():
+    broken = "<ol><li><p><strong>backup</strong>: never expanded. 4. The loop goes on</p></li></ol>"
+    assert folded_list_items(broken) == ["d. 4. T"]
+    assert folded_list_items("<ol><li>expanded.</li><li>The loop</li></ol>") == []
 
 
 def test_every_registered_strategy_gets_a_page():
