@@ -1,17 +1,21 @@
 """A tool-calling agent on the embedded model, bare and with TTCMiddleware(n=4, n=8).
 
 An agent (`langchain.agents.create_agent` + a `calculator(expression)` tool, ChatOpenAI on a
-`vllm serve` this script starts with tool calling on) answers word problems. Per setting:
+`vllm serve` this script starts with tool calling on) answers word problems, after the same
+worked demonstration turns in every setting (examples/tool_agent.py's DEMONSTRATIONS: a small
+model does not call a tool from its description alone). Per setting:
 
 - valid tool calls: the share of model calls whose reply (the chosen one, with TTC) is a
   well-formed calculator call; with TTC also the share of all samples that were;
 - strict accuracy: the final reply states the gold answer (a `\\boxed{}` or "the answer is");
-- tokens per problem: prompt + generated tokens of every request (all samples, with TTC).
+- tokens per problem: prompt + generated tokens of every request (all samples, with TTC),
+  and the generated ones alone.
 
-    .venv/bin/python bench/agent_tools.py [--limit 40] [--offset 200]
+    .venv/bin/python bench/agent_tools.py [--limit 40] [--offset 300]
 
-Problems: rows 200.. of ../shared/data/mawps_multiarith.jsonl (two-step arithmetic; other
-benchmarks read the first rows). Writes bench/results/agent_tools/{results.json,README.md}.
+Problems: rows 300-339 of ../shared/data/mawps_multiarith.jsonl (two-step arithmetic; no other
+benchmark, test or example reads them; the prompt trial agent_tool_prompts.py reads 340-344).
+Writes bench/results/agent_tools/{results.json,README.md,transcript.md}.
 """
 
 from __future__ import annotations
@@ -30,7 +34,13 @@ sys.path.insert(0, str(ROOT))
 
 from langchain_core.messages import AIMessage  # noqa: E402
 
-from examples.tool_agent import ask, build_agent, calculator  # noqa: E402
+from examples.tool_agent import (  # noqa: E402
+    DEMONSTRATIONS,
+    SYSTEM_PROMPT,
+    ask,
+    build_agent,
+    calculator,
+)
 from langgraph_ttc.actions import make_action  # noqa: E402
 from langgraph_ttc.agents.selector import tool_checks  # noqa: E402
 from langgraph_ttc.answers import answers_equivalent, strict_answer  # noqa: E402
@@ -62,19 +72,39 @@ def valid_call(message: AIMessage) -> bool:
     return bool(action.tool_calls) and action.valid
 
 
-def call_tokens(message: AIMessage) -> int:
+def call_tokens(message: AIMessage) -> tuple[int, int]:
+    """(prompt + generated, generated) tokens of a model call, all its samples."""
     record = message.response_metadata.get("ttc")
     if record:
-        return int(record["tokens"]["total"])
+        return int(record["tokens"]["total"]), int(record["tokens"]["output"])
     usage = message.usage_metadata or {}
-    return int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
+    out = int(usage.get("output_tokens", 0))
+    return int(usage.get("input_tokens", 0)) + out, out
+
+
+def split_calls(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The progress events per model call: its samples and the selection."""
+    calls, samples = [], []
+    for event in events:
+        if event["type"] == "action":
+            samples.append({k: event[k] for k in ("id", "kind", "key", "valid", "problems")})
+        elif event["type"] == "action_selected":
+            calls.append({"samples": samples, "group_sizes": event["group_sizes"]})
+            samples = []
+    return calls
 
 
 async def solve(agent: Any, row: dict[str, Any], seconds: float) -> dict[str, Any]:
     started = time.monotonic()
     try:
         result = await asyncio.wait_for(
-            ask(agent, QUESTION.format(problem=row["problem"]), recursion_limit=7), seconds
+            ask(
+                agent,
+                QUESTION.format(problem=row["problem"]),
+                recursion_limit=7,
+                demonstrations=DEMONSTRATIONS,
+            ),
+            seconds,
         )
     except Exception as error:  # a problem that fails or runs out of steps scores 0
         return {"id": row["id"], "error": f"{type(error).__name__}: {error}"[:300]}
@@ -88,16 +118,19 @@ async def solve(agent: Any, row: dict[str, Any], seconds: float) -> dict[str, An
         "samples": len(samples),
         "valid_samples": sum(e["kind"] == "tool_calls" and e["valid"] for e in samples),
         "malformed_samples": sum(not e["valid"] for e in samples),
-        "tokens": sum(call_tokens(m) for m in ai),
+        "tokens": sum(call_tokens(m)[0] for m in ai),
+        "output_tokens": sum(call_tokens(m)[1] for m in ai),
         "answer": answer,
+        "gold": row["answer"],
         "correct": answer is not None and answers_equivalent(answer, row["answer"]),
         "seconds": round(time.monotonic() - started, 1),
         "transcript": [transcript_line(m) for m in result["messages"]],
+        "calls": split_calls(result["events"]),
     }
 
 
 def transcript_line(message: Any) -> dict[str, Any]:
-    line: dict[str, Any] = {"type": message.type, "text": message.text[:300]}
+    line: dict[str, Any] = {"type": message.type, "text": message.text[:400]}
     if isinstance(message, AIMessage):
         line["tool_calls"] = [{"name": c["name"], "args": c["args"]} for c in message.tool_calls]
         record = message.response_metadata.get("ttc")
@@ -107,11 +140,12 @@ def transcript_line(message: Any) -> dict[str, Any]:
     return line
 
 
-async def run_setting(url: str, n: int, rows: list, width: int, seconds: float) -> list[dict]:
+async def run_setting(url: str, n: int, rows: list, args: argparse.Namespace) -> list[dict]:
     # a request may wait long behind the others on a loaded CPU: a sample that times out is
     # left out of the vote (the record's `failed`), so give each request the problem's time
-    agent = build_agent(url, n=n, max_tokens=64, timeout=seconds)
-    semaphore = asyncio.Semaphore(width)
+    seconds = args.timeout
+    agent = build_agent(url, n=n, max_tokens=args.max_tokens, timeout=seconds)
+    semaphore = asyncio.Semaphore(args.width)
 
     async def one(row: dict[str, Any]) -> dict[str, Any]:
         async with semaphore:
@@ -139,6 +173,10 @@ def summarize(label: str, n: int, results: list[dict[str, Any]]) -> dict[str, An
         "malformed_samples": sum(r["malformed_samples"] for r in done),
         "accuracy": round(sum(r.get("correct", False) for r in results) / len(results), 3),
         "tokens_per_problem": round(sum(r["tokens"] for r in done) / max(1, len(done))),
+        "generated_tokens_per_problem": round(
+            sum(r["output_tokens"] for r in done) / max(1, len(done))
+        ),
+        "calls_per_problem": round(calls / max(1, len(done)), 2),
     }
 
 
@@ -149,29 +187,98 @@ def report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta['problems']} problems ({meta['dataset']} rows {meta['offset']}-"
         f"{meta['offset'] + meta['problems'] - 1}), the embedded model behind `vllm serve` "
         "with tool calling on (Hermes parser, ChatML template with tools), `create_agent` + a "
-        f"calculator tool, temperature 0.7, {meta['max_tokens']} tokens per reply.",
+        f"calculator tool, {meta['demonstrations']} worked demonstration turns before each "
+        f"question (the same in every setting), temperature 0.7, {meta['max_tokens']} tokens "
+        "per reply.",
         "",
         "| setting | valid tool calls (chosen) | valid tool calls (all samples) "
-        "| malformed samples | strict accuracy | tokens / problem | model calls |",
-        "|---|---|---|---|---|---|---|",
+        "| malformed samples | strict accuracy | tokens / problem (generated) "
+        "| model calls (per problem) | failed runs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         share = "-" if s["valid_sample_share"] is None else f"{s['valid_sample_share']:.0%}"
         lines.append(
             f"| {s['setting']} | {s['valid_tool_call_share']:.0%} | {share} | "
-            f"{s['malformed_samples']} | {s['accuracy']:.0%} | {s['tokens_per_problem']} | "
-            f"{s['model_calls']} |"
+            f"{s['malformed_samples']} | {s['accuracy']:.0%} | {s['tokens_per_problem']} "
+            f"({s['generated_tokens_per_problem']}) | {s['model_calls']} "
+            f"({s['calls_per_problem']}) | {s['failed_runs']} |"
         )
     lines += ["", f"Command: `{meta['command']}`; {meta['seconds']:.0f} s in all.", ""]
     return "\n".join(lines)
 
 
+def voted_tool_call(results: dict[str, list[dict[str, Any]]]) -> tuple[str, dict, int] | None:
+    """The most contested vote that chose a valid tool call (the most groups, then the most
+    malformed samples), preferring the widest setting: (setting, problem, call index)."""
+    best, rank = None, None
+    for order, (label, rows) in enumerate(reversed(results.items())):
+        for row in rows:
+            ai = [line for line in row.get("transcript", []) if line["type"] == "ai"]
+            for index, (line, call) in enumerate(zip(ai, row.get("calls", []), strict=False)):
+                if not line["tool_calls"] or "ttc" not in line:
+                    continue
+                malformed = sum(not sample["valid"] for sample in call["samples"])
+                key = (-order, len(call["group_sizes"]), malformed)
+                if rank is None or key > rank:
+                    best, rank = (label, row, index), key
+    return best
+
+
+def transcript(results: dict[str, list[dict[str, Any]]]) -> str:
+    found = voted_tool_call(results)
+    if found is None:
+        return "# A voted tool call\n\nNo vote chose a valid tool call in any setting.\n"
+    label, row, index = found
+    lines = [
+        "# A voted tool call",
+        "",
+        f"{label}, problem {row['id']} (the most contested vote that chose a calculator call: "
+        "the most groups, then the most malformed samples). The worked demonstrations that "
+        "precede the question are left out.",
+        "",
+    ]
+    call_no = 0
+    for line in row["transcript"]:
+        if line["type"] == "human":
+            lines += [f"**user:** {line['text']}", ""]
+        elif line["type"] == "tool":
+            lines += [f"**tool result:** `{line['text']}`", ""]
+        else:
+            lines += ai_lines(line, row["calls"][call_no], call_no == index)
+            call_no += 1
+    verdict = "right" if row["correct"] else "wrong"
+    lines += [f"Final answer: {row['answer']}; gold: {row['gold']} ({verdict}).", ""]
+    return "\n".join(lines)
+
+
+def ai_lines(line: dict[str, Any], call: dict[str, Any], highlight: bool) -> list[str]:
+    chosen = ", ".join(f"{c['name']}({json.dumps(c['args'])})" for c in line["tool_calls"])
+    head = "**assistant (model call, voted):**" if highlight else "**assistant:**"
+    lines = [head, ""]
+    for sample in call["samples"]:
+        mark = "" if sample["valid"] else f"  MALFORMED: {'; '.join(sample['problems'])}"
+        lines.append(f"- sample {sample['id']} ({sample['kind']}): `{sample['key'][:160]}`{mark}")
+    record = line.get("ttc", {})
+    sizes = [f"{g['size']} x `{g['key'][:80]}`" for g in record.get("groups", [])]
+    lines += [
+        "",
+        f"groups: {'; '.join(sizes)}; malformed: {record.get('malformed', 0)}; "
+        f"chosen: sample {record.get('chosen')}",
+        "",
+        f"chosen reply: {chosen or repr(line['text'])}",
+        "",
+    ]
+    return lines
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="../shared/data/mawps_multiarith.jsonl")
-    parser.add_argument("--offset", type=int, default=200)
+    parser.add_argument("--offset", type=int, default=300)
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--width", type=int, default=8, help="problems run at once")
+    parser.add_argument("--max-tokens", type=int, default=64, help="tokens per reply")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per problem")
     parser.add_argument(
         "--base-url", default=None, help="a running `ttc serve` (default: start one)"
@@ -187,14 +294,16 @@ async def main() -> None:
             local_server(str(prepare_embedded_model()), settings)
         )
         for label, n in SETTINGS:
-            results[label] = await run_setting(url, n, rows, args.width, args.timeout)
+            results[label] = await run_setting(url, n, rows, args)
             print(json.dumps(summarize(label, n, results[label])), flush=True)
     summaries = [summarize(label, n, results[label]) for label, n in SETTINGS]
     meta = {
         "dataset": Path(args.dataset).name,
         "offset": args.offset,
         "problems": len(rows),
-        "max_tokens": 64,
+        "max_tokens": args.max_tokens,
+        "system_prompt": SYSTEM_PROMPT,
+        "demonstrations": len(DEMONSTRATIONS),
         "seconds": time.monotonic() - started,
         "command": "python bench/agent_tools.py " + " ".join(sys.argv[1:]),
     }
@@ -203,6 +312,7 @@ async def main() -> None:
         json.dumps({"meta": meta, "summary": summaries, "problems": results}, indent=1)
     )
     (args.out / "README.md").write_text(report(summaries, meta))
+    (args.out / "transcript.md").write_text(transcript(results))
     print(report(summaries, meta))
 
 

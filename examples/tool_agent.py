@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from langgraph.prebuilt import create_react_agent
@@ -35,6 +36,27 @@ SYSTEM_PROMPT = (
     "You are a careful assistant. For any arithmetic, call the calculator tool with the "
     "expression, then give the final answer as a number."
 )
+
+
+def demonstration(question: str, expression: str, result: str) -> list[BaseMessage]:
+    """One worked turn: the question, a calculator call, its result, the final answer."""
+    call = {"name": "calculator", "args": {"expression": expression}, "id": f"demo-{result}"}
+    return [
+        HumanMessage(question),
+        AIMessage("", tool_calls=[call]),
+        ToolMessage(result, tool_call_id=call["id"]),
+        AIMessage(f"The answer is {result}."),
+    ]
+
+
+# A small model rarely calls a tool from its description alone: worked turns placed before the
+# question show it the call format (Hermes `<tool_call>` once the chat template renders them).
+DEMONSTRATIONS = [
+    *demonstration("A shop had 12 apples and got 18 more. It sold 7. How many are left?",
+                   "12 + 18 - 7", "23"),
+    *demonstration("Sam has 15 red and 21 blue marbles in bags of 4. How many bags?",
+                   "(15 + 21) / 4", "9"),
+]  # fmt: skip
 
 
 @tool
@@ -81,19 +103,24 @@ def build_agent(
     return create_agent(llm, [calculator], system_prompt=SYSTEM_PROMPT, middleware=middleware)
 
 
-async def ask(agent: Any, question: str, recursion_limit: int = 12) -> dict[str, Any]:
-    """Run the agent; the final text, the messages and the progress events it streamed."""
+async def ask(
+    agent: Any,
+    question: str,
+    recursion_limit: int = 12,
+    demonstrations: Sequence[BaseMessage] = DEMONSTRATIONS,
+) -> dict[str, Any]:
+    """Run the agent after the worked `demonstrations`; the final text, the new messages and
+    the progress events it streamed."""
     events: list[dict[str, Any]] = []
     state: dict[str, Any] = {}
     config = {"recursion_limit": recursion_limit}
-    async for mode, chunk in agent.astream(
-        {"messages": [HumanMessage(question)]}, config, stream_mode=["custom", "values"]
-    ):
+    start = {"messages": [*demonstrations, HumanMessage(question)]}
+    async for mode, chunk in agent.astream(start, config, stream_mode=["custom", "values"]):
         if mode == "custom":
             events.append(chunk)
         else:
             state = chunk
-    messages: list[BaseMessage] = state.get("messages", [])
+    messages: list[BaseMessage] = state.get("messages", [])[len(demonstrations) :]
     return {"answer": messages[-1].text if messages else "", "messages": messages, "events": events}
 
 
