@@ -84,11 +84,15 @@ async def trial(url: str, variant: str, rows: list[dict], n: int) -> dict[str, A
     tool = convert_to_openai_tool(calculator)
     valid = good = tagged = samples = 0
     example = None
-    for row in rows:
+
+    async def sample(row: dict[str, Any]) -> list[AIMessage]:
         question = HumanMessage(QUESTION.format(problem=row["problem"]))
         result = await llm.agenerate([[SystemMessage(system), *demos, question]], tools=[tool])
-        for generation in result.generations[0]:
-            message = generation.message
+        return [generation.message for generation in result.generations[0]]
+
+    replies = await asyncio.gather(*(sample(row) for row in rows))
+    for row, messages in zip(rows, replies, strict=True):
+        for message in messages:
             samples += 1
             tagged += "<tool_call>" in message.text
             if valid_call(message):

@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from langchain_core.messages import AIMessage  # noqa: E402
+from langchain_core.messages import AIMessage, BaseMessage  # noqa: E402
 
 from examples.tool_agent import (  # noqa: E402
     DEMONSTRATIONS,
@@ -94,7 +94,9 @@ def split_calls(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return calls
 
 
-async def solve(agent: Any, row: dict[str, Any], seconds: float) -> dict[str, Any]:
+async def solve(
+    agent: Any, row: dict[str, Any], seconds: float, demonstrations: list[BaseMessage]
+) -> dict[str, Any]:
     started = time.monotonic()
     try:
         result = await asyncio.wait_for(
@@ -102,7 +104,7 @@ async def solve(agent: Any, row: dict[str, Any], seconds: float) -> dict[str, An
                 agent,
                 QUESTION.format(problem=row["problem"]),
                 recursion_limit=7,
-                demonstrations=DEMONSTRATIONS,
+                demonstrations=demonstrations,
             ),
             seconds,
         )
@@ -144,12 +146,14 @@ async def run_setting(url: str, n: int, rows: list, args: argparse.Namespace) ->
     # a request may wait long behind the others on a loaded CPU: a sample that times out is
     # left out of the vote (the record's `failed`), so give each request the problem's time
     seconds = args.timeout
-    agent = build_agent(url, n=n, max_tokens=args.max_tokens, timeout=seconds)
+    agent = build_agent(
+        url, n=n, max_tokens=args.max_tokens, timeout=seconds, system_prompt=args.system_prompt
+    )
     semaphore = asyncio.Semaphore(args.width)
 
     async def one(row: dict[str, Any]) -> dict[str, Any]:
         async with semaphore:
-            return await solve(agent, row, seconds)
+            return await solve(agent, row, seconds, args.demonstrations)
 
     return list(await asyncio.gather(*(one(r) for r in rows)))
 
@@ -272,6 +276,20 @@ def ai_lines(line: dict[str, Any], call: dict[str, Any], highlight: bool) -> lis
     return lines
 
 
+def prompt_variant(name: str | None, out: Path) -> tuple[str, list[BaseMessage]]:
+    """The system prompt and demonstration turns of a named trial variant."""
+    if name is None:
+        return SYSTEM_PROMPT, list(DEMONSTRATIONS)
+    from bench.agent_tool_prompts import VARIANTS
+
+    if name == "best":
+        trial = json.loads((out / "prompt_variants.json").read_text())["variants"]
+        name = max(trial, key=lambda v: (v["valid_share"], v["grounded_share"]))["variant"]
+        print(f"prompt variant: {name}", flush=True)
+    system, demonstrations = VARIANTS[name]
+    return system, list(demonstrations)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="../shared/data/mawps_multiarith.jsonl")
@@ -284,7 +302,14 @@ async def main() -> None:
         "--base-url", default=None, help="a running `ttc serve` (default: start one)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_tools")
+    parser.add_argument(
+        "--variant",
+        default=None,
+        help='a prompt of agent_tool_prompts.py ("best": the highest valid share in its '
+        "prompt_variants.json); default: the example's system prompt and demonstrations",
+    )
     args = parser.parse_args()
+    args.system_prompt, args.demonstrations = prompt_variant(args.variant, args.out)
     rows = read_problems(Path(args.dataset), args.offset, args.limit)
     started = time.monotonic()
     settings = EngineSettings(max_model_len=2048, kv_cache_gib=1)
@@ -302,8 +327,9 @@ async def main() -> None:
         "offset": args.offset,
         "problems": len(rows),
         "max_tokens": args.max_tokens,
-        "system_prompt": SYSTEM_PROMPT,
-        "demonstrations": len(DEMONSTRATIONS),
+        "variant": args.variant or "the example's",
+        "system_prompt": args.system_prompt,
+        "demonstrations": len(args.demonstrations),
         "seconds": time.monotonic() - started,
         "command": "python bench/agent_tools.py " + " ".join(sys.argv[1:]),
     }

@@ -91,16 +91,22 @@ def chat_model(
 
 
 def build_agent(
-    base_url: str, *, n: int = 4, react: bool = False, selection: str = "majority", **model: Any
+    base_url: str,
+    *,
+    n: int = 4,
+    react: bool = False,
+    selection: str = "majority",
+    system_prompt: str = SYSTEM_PROMPT,
+    **model: Any,
 ) -> Any:
     """The calculator agent on the server at `base_url`, voting on n samples per step."""
     llm = chat_model(base_url, **model)
     if react:
         return create_react_agent(
-            ChatTTC(llm, n=n, selection=selection), [calculator], prompt=SYSTEM_PROMPT
+            ChatTTC(llm, n=n, selection=selection), [calculator], prompt=system_prompt
         )
     middleware = [TTCMiddleware(n=n, selection=selection)] if n > 1 else []
-    return create_agent(llm, [calculator], system_prompt=SYSTEM_PROMPT, middleware=middleware)
+    return create_agent(llm, [calculator], system_prompt=system_prompt, middleware=middleware)
 
 
 async def ask(
