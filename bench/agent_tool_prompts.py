@@ -6,9 +6,9 @@ request with `n`, temperature 0.7) on a `vllm serve` with tool calling on; a sam
 valid when the server parsed a calculator call whose arguments pass the tool's schema, and as
 grounded when every number in the expression occurs in the problem (not copied from a demo).
 
-    .venv/bin/python bench/agent_tool_prompts.py [--offset 340 --limit 5 --n 8]
+    .venv/bin/python bench/agent_tool_prompts.py [--offset 340 --limit 8 --n 8]
 
-Rows 340.. of ../shared/data/mawps_multiarith.jsonl (agent_tools.py measures rows 300-339).
+Rows 340-347 of ../shared/data/mawps_multiarith.jsonl (agent_tools.py measures rows 300-339).
 Prints one JSON line per variant and writes bench/results/agent_tools/prompt_variants.json.
 """
 
@@ -32,8 +32,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa
 
 from bench.agent_tools import QUESTION, read_problems, valid_call  # noqa: E402
 from examples.tool_agent import (  # noqa: E402
-    DEMONSTRATIONS,
     SYSTEM_PROMPT,
+    WORKED,
     calculator,
     chat_model,
     demonstration,
@@ -47,27 +47,38 @@ FORMAT_HINT = (
     '{"name": "calculator", "arguments": {"expression": "2 + 3 * 4"}}\n</tool_call>\n'
     "After the result comes back, reply with: The answer is <number>."
 )
-SUFFIXED = [
-    message
-    for m, call, result in (
-        (DEMONSTRATIONS[0], "12 + 18 - 7", "23"),
-        (DEMONSTRATIONS[4], "(15 + 21) / 4", "9"),
-    )
-    for message in demonstration(QUESTION.format(problem=m.text), call, result)
-]
-THIRD = demonstration(
-    "Each box holds 6 pens. Ann buys 4 boxes and gives away 5 pens. How many pens does she have?",
-    "6 * 4 - 5",
-    "19",
+
+
+def worked(count: int, asked: bool) -> list[BaseMessage]:
+    """The first `count` worked turns; `asked`: their questions carry the real question's
+    instruction (QUESTION), as the measured questions do."""
+    return [
+        message
+        for question, call, result in WORKED[:count]
+        for message in demonstration(
+            QUESTION.format(problem=question) if asked else question, call, result
+        )
+    ]
+
+
+TOOL_FIRST = (
+    "You are a careful assistant who never does arithmetic in your head. Your first reply to "
+    "a question is always a calculator tool call with the whole expression; after the tool "
+    "result, reply with: The answer is <number>."
 )
 VARIANTS: dict[str, tuple[str, list[BaseMessage]]] = {
     "system prompt only (previous run)": (SYSTEM_PROMPT, []),
     "system prompt + format example": (SYSTEM_PROMPT + FORMAT_HINT, []),
-    "1 demonstration": (SYSTEM_PROMPT, DEMONSTRATIONS[:4]),
-    "2 demonstrations": (SYSTEM_PROMPT, DEMONSTRATIONS),
-    "3 demonstrations": (SYSTEM_PROMPT, [*DEMONSTRATIONS, *THIRD]),
-    "2 demonstrations, questions as asked": (SYSTEM_PROMPT, SUFFIXED),
-    "format example + 2 demonstrations": (SYSTEM_PROMPT + FORMAT_HINT, DEMONSTRATIONS),
+    "1 demonstration": (SYSTEM_PROMPT, worked(1, False)),
+    "2 demonstrations": (SYSTEM_PROMPT, worked(2, False)),
+    "3 demonstrations": (SYSTEM_PROMPT, worked(3, False)),
+    "format example + 2 demonstrations": (SYSTEM_PROMPT + FORMAT_HINT, worked(2, False)),
+    "2 demonstrations, questions as asked": (SYSTEM_PROMPT, worked(2, True)),
+    "3 demonstrations, questions as asked": (SYSTEM_PROMPT, worked(3, True)),
+    "4 demonstrations, questions as asked": (SYSTEM_PROMPT, worked(4, True)),
+    "4 as asked, tool-first system prompt": (TOOL_FIRST, worked(4, True)),
+    "4 as asked, no system prompt": ("", worked(4, True)),
+    "format example + 4 as asked": (SYSTEM_PROMPT + FORMAT_HINT, worked(4, True)),
 }
 
 
@@ -87,7 +98,8 @@ async def trial(url: str, variant: str, rows: list[dict], n: int) -> dict[str, A
 
     async def sample(row: dict[str, Any]) -> list[AIMessage]:
         question = HumanMessage(QUESTION.format(problem=row["problem"]))
-        result = await llm.agenerate([[SystemMessage(system), *demos, question]], tools=[tool])
+        prompt = [SystemMessage(system)] if system else []
+        result = await llm.agenerate([[*prompt, *demos, question]], tools=[tool])
         return [generation.message for generation in result.generations[0]]
 
     replies = await asyncio.gather(*(sample(row) for row in rows))
@@ -115,7 +127,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="../shared/data/mawps_multiarith.jsonl")
     parser.add_argument("--offset", type=int, default=340)
-    parser.add_argument("--limit", type=int, default=5)
+    parser.add_argument("--limit", type=int, default=8)
     parser.add_argument("--n", type=int, default=8, help="samples per problem and variant")
     parser.add_argument("--base-url", default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "agent_tools")

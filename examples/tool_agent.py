@@ -49,14 +49,17 @@ def demonstration(question: str, expression: str, result: str) -> list[BaseMessa
     ]
 
 
+WORKED = (  # question, calculator expression, result
+    ("A shop had 12 apples and got 18 more. It sold 7. How many are left?", "12 + 18 - 7", "23"),
+    ("Sam has 15 red and 21 blue marbles in bags of 4. How many bags?", "(15 + 21) / 4", "9"),
+    ("Each box holds 6 pens. Ann buys 4 boxes and gives away 5 pens. How many pens does she "
+     "have?", "6 * 4 - 5", "19"),
+    ("Tom had 40 stickers. He gave 8 to his sister and shared the rest equally among 4 "
+     "friends. How many stickers did each friend get?", "(40 - 8) / 4", "8"),
+)  # fmt: skip
 # A small model rarely calls a tool from its description alone: worked turns placed before the
-# question show it the call format (Hermes `<tool_call>` once the chat template renders them).
-DEMONSTRATIONS = [
-    *demonstration("A shop had 12 apples and got 18 more. It sold 7. How many are left?",
-                   "12 + 18 - 7", "23"),
-    *demonstration("Sam has 15 red and 21 blue marbles in bags of 4. How many bags?",
-                   "(15 + 21) / 4", "9"),
-]  # fmt: skip
+# question show it the call format (the chat template renders them as Hermes `<tool_call>`s).
+DEMONSTRATIONS = [message for worked in WORKED for message in demonstration(*worked)]
 
 
 @tool
@@ -103,10 +106,12 @@ def build_agent(
     llm = chat_model(base_url, **model)
     if react:
         return create_react_agent(
-            ChatTTC(llm, n=n, selection=selection), [calculator], prompt=system_prompt
+            ChatTTC(llm, n=n, selection=selection), [calculator], prompt=system_prompt or None
         )
     middleware = [TTCMiddleware(n=n, selection=selection)] if n > 1 else []
-    return create_agent(llm, [calculator], system_prompt=system_prompt, middleware=middleware)
+    return create_agent(
+        llm, [calculator], system_prompt=system_prompt or None, middleware=middleware
+    )
 
 
 async def ask(
