@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import time
 from contextlib import ExitStack
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage  # noqa: E402
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 
-from bench.agent_tools import QUESTION, read_problems, valid_call  # noqa: E402
+from bench.agent_tools import QUESTION, grounded, read_problems, valid_call  # noqa: E402
 from examples.tool_agent import (  # noqa: E402
     SYSTEM_PROMPT,
     WORKED,
@@ -80,13 +79,6 @@ VARIANTS: dict[str, tuple[str, list[BaseMessage]]] = {
     "4 as asked, no system prompt": ("", worked(4, True)),
     "format example + 4 as asked": (SYSTEM_PROMPT + FORMAT_HINT, worked(4, True)),
 }
-
-
-def grounded(message: AIMessage, problem: str) -> bool:
-    numbers = set(re.findall(r"\d+(?:\.\d+)?", problem))
-    expression = str(message.tool_calls[0]["args"].get("expression", ""))
-    used = re.findall(r"\d+(?:\.\d+)?", expression)
-    return bool(used) and all(u in numbers for u in used)
 
 
 async def trial(url: str, variant: str, rows: list[dict], n: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ model does not call a tool from its description alone). Per setting:
     .venv/bin/python bench/agent_tools.py [--limit 40] [--offset 300]
 
 Problems: rows 300-339 of ../shared/data/mawps_multiarith.jsonl (two-step arithmetic; no other
-benchmark, test or example reads them; the prompt trial agent_tool_prompts.py reads 340-344).
+benchmark, test or example reads them; the prompt trial agent_tool_prompts.py reads 340-347).
 Writes bench/results/agent_tools/{results.json,README.md,transcript.md}.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
 from contextlib import ExitStack
@@ -32,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from langchain_core.messages import AIMessage, BaseMessage  # noqa: E402
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage  # noqa: E402
 
 from examples.tool_agent import (  # noqa: E402
     DEMONSTRATIONS,
@@ -70,6 +71,13 @@ def valid_call(message: AIMessage) -> bool:
         tools=CHECKS,
     )
     return bool(action.tool_calls) and action.valid
+
+
+def grounded(message: AIMessage, problem: str) -> bool:
+    """Every number of the call's expression occurs in the problem (not copied from a demo)."""
+    numbers = set(re.findall(r"\d+(?:\.\d+)?", problem))
+    used = re.findall(r"\d+(?:\.\d+)?", str(message.tool_calls[0]["args"].get("expression", "")))
+    return bool(used) and all(u in numbers for u in used)
 
 
 def call_tokens(message: AIMessage) -> tuple[int, int]:
@@ -113,10 +121,14 @@ async def solve(
     ai = [m for m in result["messages"] if isinstance(m, AIMessage)]
     samples = [e for e in result["events"] if e["type"] == "action"]
     answer = strict_answer(result["answer"]) if ai and not ai[-1].tool_calls else None
+    tool_results = [m.text for m in result["messages"] if isinstance(m, ToolMessage)]
     return {
         "id": row["id"],
         "model_calls": len(ai),
         "valid_calls": sum(valid_call(m) for m in ai),
+        "first_call_valid": bool(ai) and valid_call(ai[0]),
+        "grounded_calls": sum(valid_call(m) and grounded(m, row["problem"]) for m in ai),
+        "tool_result_gold": any(answers_equivalent(t, row["answer"]) for t in tool_results),
         "samples": len(samples),
         "valid_samples": sum(e["kind"] == "tool_calls" and e["valid"] for e in samples),
         "malformed_samples": sum(not e["valid"] for e in samples),
@@ -181,7 +193,14 @@ def summarize(label: str, n: int, results: list[dict[str, Any]]) -> dict[str, An
             sum(r["output_tokens"] for r in done) / max(1, len(done))
         ),
         "calls_per_problem": round(calls / max(1, len(done)), 2),
+        "first_call_valid_share": share(done, "first_call_valid", len(results)),
+        "grounded_call_share": round(sum(r["grounded_calls"] for r in done) / max(1, calls), 3),
+        "tool_result_gold_share": share(done, "tool_result_gold", len(results)),
     }
+
+
+def share(rows: list[dict[str, Any]], key: str, total: int) -> float:
+    return round(sum(bool(r[key]) for r in rows) / max(1, total), 3)
 
 
 def report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -207,6 +226,17 @@ def report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{s['malformed_samples']} | {s['accuracy']:.0%} | {s['tokens_per_problem']} "
             f"({s['generated_tokens_per_problem']}) | {s['model_calls']} "
             f"({s['calls_per_problem']}) | {s['failed_runs']} |"
+        )
+    lines += [
+        "",
+        "| setting | first model call a valid tool call | model calls: valid call with the "
+        "problem's own numbers | a tool result equals the gold answer |",
+        "|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s['setting']} | {s['first_call_valid_share']:.0%} | "
+            f"{s['grounded_call_share']:.0%} | {s['tool_result_gold_share']:.0%} |"
         )
     lines += ["", f"Command: `{meta['command']}`; {meta['seconds']:.0f} s in all.", ""]
     return "\n".join(lines)

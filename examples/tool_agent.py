@@ -11,7 +11,9 @@ middleware=[TTCMiddleware(n=4)])`; `--react` builds LangGraph's prebuilt
 `create_react_agent(ChatTTC(ChatOpenAI(...), n=4), [calculator])`. Each model call samples n
 replies, groups equivalent ones (the same tool call with the same arguments, or the same
 answer) and keeps the largest group; the record is on the message:
-`message.response_metadata["ttc"]`.
+`message.response_metadata["ttc"]`. Four worked turns (question, calculator call, result,
+"The answer is N.") go before the question: the embedded 135M model calls the tool after
+them, hardly ever without.
 """
 
 from __future__ import annotations
