@@ -243,8 +243,9 @@ def report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 
 def voted_tool_call(results: dict[str, list[dict[str, Any]]]) -> tuple[str, dict, int] | None:
-    """The most contested vote that chose a valid tool call (the most groups, then the most
-    malformed samples), preferring the widest setting: (setting, problem, call index)."""
+    """A vote that chose a valid tool call, in the widest setting: one where a group of two or
+    more won against other groups first, then the one with the most malformed samples, then
+    the most groups: (setting, problem, call index)."""
     best, rank = None, None
     for order, (label, rows) in enumerate(reversed(results.items())):
         for row in rows:
@@ -252,8 +253,10 @@ def voted_tool_call(results: dict[str, list[dict[str, Any]]]) -> tuple[str, dict
             for index, (line, call) in enumerate(zip(ai, row.get("calls", []), strict=False)):
                 if not line["tool_calls"] or "ttc" not in line:
                     continue
+                sizes = call["group_sizes"]
+                contested = len(sizes) > 1 and max(sizes) > 1
                 malformed = sum(not sample["valid"] for sample in call["samples"])
-                key = (-order, len(call["group_sizes"]), malformed)
+                key = (-order, contested, malformed, len(sizes))
                 if rank is None or key > rank:
                     best, rank = (label, row, index), key
     return best
@@ -267,9 +270,10 @@ def transcript(results: dict[str, list[dict[str, Any]]]) -> str:
     lines = [
         "# A voted tool call",
         "",
-        f"{label}, problem {row['id']} (the most contested vote that chose a calculator call: "
-        "the most groups, then the most malformed samples). The worked demonstrations that "
-        "precede the question are left out.",
+        f"{label}, problem {row['id']}: picked by a fixed rule, not by outcome (a vote that "
+        "chose a calculator call where a group of two or more beat other groups, then the most "
+        "malformed samples, then the most groups). The worked demonstrations that precede the "
+        "question are left out; samples are shown by their equivalence key.",
         "",
     ]
     call_no = 0
