@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import re
+import shlex
 import sys
 import time
 from contextlib import ExitStack
@@ -210,8 +211,9 @@ def report(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"{meta['problems']} problems ({meta['dataset']} rows {meta['offset']}-"
         f"{meta['offset'] + meta['problems'] - 1}), the embedded model behind `vllm serve` "
         "with tool calling on (Hermes parser, ChatML template with tools), `create_agent` + a "
-        f"calculator tool, {meta['demonstrations']} worked demonstration turns before each "
-        f"question (the same in every setting), temperature 0.7, {meta['max_tokens']} tokens "
+        f"calculator tool, {meta['demonstrations']} worked demonstrations (question, calculator "
+        "call, result, final answer) before each question, the same in every setting "
+        f"(prompt variant: {meta['variant']}), temperature 0.7, {meta['max_tokens']} tokens "
         "per reply.",
         "",
         "| setting | valid tool calls (chosen) | valid tool calls (all samples) "
@@ -363,9 +365,9 @@ async def main() -> None:
         "max_tokens": args.max_tokens,
         "variant": args.variant or "the example's",
         "system_prompt": args.system_prompt,
-        "demonstrations": len(args.demonstrations),
+        "demonstrations": len(args.demonstrations) // 4,  # worked turns of 4 messages
         "seconds": time.monotonic() - started,
-        "command": "python bench/agent_tools.py " + " ".join(sys.argv[1:]),
+        "command": shlex.join(["python", "bench/agent_tools.py", *sys.argv[1:]]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(
