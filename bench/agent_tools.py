@@ -14,7 +14,8 @@ model does not call a tool from its description alone). Per setting:
     .venv/bin/python bench/agent_tools.py [--limit 40] [--offset 300]
 
 Problems: rows 300-339 of ../shared/data/mawps_multiarith.jsonl (two-step arithmetic; no other
-benchmark, test or example reads them; the prompt trial agent_tool_prompts.py reads 340-347).
+benchmark, test, example or recorded result reads them: others use rows 0-47, 100-114 and the
+old agent run 200-219; the prompt trial agent_tool_prompts.py reads 340-347).
 Writes bench/results/agent_tools/{results.json,README.md,transcript.md}.
 """
 
