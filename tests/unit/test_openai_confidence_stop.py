@@ -4,6 +4,7 @@ stream closed; streamed chunks are validated like whole replies."""
 
 import asyncio
 import json
+import random
 
 import pytest
 
@@ -298,3 +299,46 @@ def test_event_parser_joins_data_lines_across_chunks():
     assert parser.feed(b'data: {"a"') == []
     assert parser.feed(b": 1}\r\n\r\n: a comment\n\nevent: x\ndata: 1\ndata: 2\n") == [b'{"a": 1}']
     assert parser.feed(b"\n") == [b"1\n2"]
+
+
+def broken_stream(rng: random.Random) -> Reply:
+    """A valid stream of a few tokens, then one random fault (or none)."""
+    events: list[object] = [chunk(f"t{i} ") for i in range(rng.randrange(1, 6))]
+    events.append(chunk("end", finish="stop"))
+    raw = (
+        b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+    )
+    fault = rng.choice(["none", "truncate", "flip", "insert", "drop newlines"])
+    if fault == "truncate":
+        raw = raw[: rng.randrange(len(raw))]
+    elif fault == "flip":
+        at = rng.randrange(len(raw))
+        raw = raw[:at] + bytes([rng.randrange(256)]) + raw[at + 1 :]
+    elif fault == "insert":
+        at = rng.randrange(len(raw))
+        raw = raw[:at] + rng.choice([b"\n\n", b"data: ", b"{", b"\xff", b"null"]) + raw[at:]
+    elif fault == "drop newlines":
+        raw = raw.replace(b"\n\n", b"\n", rng.randrange(1, 4))
+    return Reply(content_type="text/event-stream", raw=raw)
+
+
+async def test_randomly_broken_streams_give_a_sample_or_a_policy_error(tokenizer_dir):
+    rng = random.Random(23)
+    replies: list[Reply] = []
+    server = HostileServer(script=lambda body: replies[-1])
+    outcomes = {"sample": 0, "error": 0}
+    with server.running():
+        policy = make_policy(server.url, tokenizer_dir, timeout=5, max_retries=0)
+        request = GenerationRequest(MESSAGES, max_tokens=16, top_logprobs=1, confidence_stop=RULE)
+        for _ in range(60):
+            replies.append(broken_stream(rng))
+            try:
+                [[sample]] = await policy.generate([request])
+            except PolicyError as error:
+                assert server.url in str(error)
+                outcomes["error"] += 1
+            else:
+                assert sample.finish_reason in ("stop", "confidence", "length")
+                assert 0 < sample.num_tokens <= 16
+                outcomes["sample"] += 1
+    assert outcomes["sample"] and outcomes["error"]
