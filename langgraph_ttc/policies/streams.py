@@ -126,6 +126,8 @@ class StreamedSample:
         logprobs = choice.logprobs or ChoiceLogprobs()
         self.tokens.extend(logprobs.tokens or ())
         self.token_logprobs.extend(logprobs.token_logprobs or ())
+        if self.k and logprobs.top_logprobs is None and (logprobs.tokens or choice.token_ids):
+            raise PolicyError(f"{self.url} streamed tokens without the top log-probabilities")
         if self._watch(logprobs.top_logprobs):
             return True
         if choice.finish_reason is not None:

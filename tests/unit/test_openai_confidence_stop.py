@@ -229,6 +229,10 @@ MALFORMED_STREAMS = {
         sse({"choices": [chunk()["choices"][0], chunk()["choices"][0]]}),
         "malformed chunk: choices: List should have at most 1 item",
     ),
+    "no top logprobs": (
+        sse(chunk(logprobs={"tokens": ["4"], "token_logprobs": [-0.1]})),
+        "streamed tokens without the top log-probabilities",
+    ),
     "another sample": (sse(chunk(index=3)), "streamed choice 3 for one sample"),
     "unknown finish": (sse(GOOD, chunk(finish="banana")), "unknown finish_reason 'banana'"),
     "error event": (
