@@ -17,7 +17,10 @@ max_tokens 256, seed 0. Three runs per problem:
 Strict accuracy (the selected candidate states the right answer), generated tokens per
 problem, and headroom captured = (accuracy - majority@16) / (strict pass@16 - majority@16).
 Writes OUT/report.json, OUT/report.md and OUT/accuracy_tokens.png; OUT/rows.jsonl keeps one
-line per problem and method, so an interrupted run resumes.
+line per problem and method, so an interrupted run resumes. `--report-only` redraws the plot
+from an existing OUT/report.json without running anything:
+
+    PYTHONPATH=. python bench/confidence.py --out bench/results/confidence --report-only
 """
 
 from __future__ import annotations
@@ -157,18 +160,39 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.2, 4.4))
-    for row in table:
-        x, y = row["tokens_per_problem"], 100 * row["strict_accuracy"]
-        ax.scatter([x], [y], s=40)
-        ax.annotate(row["method"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.axhline(100 * table[0]["strict_pass@16"], ls=":", c="grey", label="strict pass@16")
+    points = same_point_groups(table)
+    xs = [x for x, _, _ in points]
+    span = (max(xs) - min(xs)) or 1.0
+    fig, ax = plt.subplots(figsize=(8.0, 5.0))
+    # a legend, not labels at the points: several methods share a point (read from the same
+    # samples), and nearby points leave no room for text; a marker and colour per point
+    for (x, y, names), marker in zip(points, "osD^vPX*", strict=False):
+        ax.scatter([x], [y], s=60, marker=marker, zorder=3, label=" & ".join(names))
+    pass_at = 100 * table[0]["strict_pass@16"]
+    ax.axhline(pass_at, ls=":", c="grey", label="strict pass@16")
+    ax.set_xlim(min(xs) - 0.25 * span, max(xs) + 0.25 * span)
+    ax.set_ylim(0, pass_at * 1.1)
     ax.set_xlabel("generated tokens per problem")
     ax.set_ylabel("strict accuracy (%)")
     ax.set_title(f"{table[0]['problems']} held-out problems, embedded model, n=16")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(
+        loc="center",
+        fontsize=8,
+        title="methods (those at one point share its marker)",
+        title_fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def same_point_groups(table: list[dict[str, Any]]) -> list[tuple[float, float, list[str]]]:
+    """(tokens, accuracy %, methods) per distinct point: methods read from the same samples
+    share their tokens, and often their accuracy."""
+    groups: dict[tuple[float, float], list[str]] = {}
+    for row in table:
+        key = (row["tokens_per_problem"], 100 * row["strict_accuracy"])
+        groups.setdefault(key, []).append(row["method"])
+    return [(x, y, names) for (x, y), names in groups.items()]
 
 
 def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -200,6 +224,9 @@ async def run_all(
 def main(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        plot(json.loads((out / "report.json").read_text()), out / "accuracy_tokens.png")
+        return
     saved = out / "rows.jsonl"
     rows = [json.loads(line) for line in saved.read_text().splitlines()] if saved.exists() else []
     done = {r["id"] for r in rows}
@@ -215,5 +242,10 @@ if __name__ == "__main__":
     parser.add_argument("--out", default="bench/results/confidence")
     parser.add_argument("--per-source", type=int, default=15)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="redraw OUT/accuracy_tokens.png from OUT/report.json (runs nothing)",
+    )
     main(parser.parse_args())
     sys.exit(0)

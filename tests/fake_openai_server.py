@@ -1,15 +1,19 @@
 """A small OpenAI-compatible server (real HTTP on 127.0.0.1) for policy unit tests.
 
 It records every JSON body it receives, can answer with error statuses first, holds requests
-open until the client disconnects, and reports the most completions requests in flight.
+open until the client disconnects, and reports the most completions requests in flight. With
+`stream: true` it sends one server-sent event per token (as vLLM does), each token's top
+logprobs from `script_top_logprobs` when set, and records whether each stream was sent to its
+last token or closed by the client before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +21,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from langgraph_ttc.vllm_serve import free_port
@@ -33,6 +37,11 @@ class FakeOpenAIServer:
     # what each choice says; the server applies `stop` like vLLM with include_stop_str_in_output
     text: str = "2 + 2 = 4\n\nThe answer is 4."
     top_logprobs: dict[str, float] = field(default_factory=dict)
+    # streamed replies: (request body, token position) -> that token's top logprobs
+    script_top_logprobs: Callable[[dict[str, Any], int], dict[str, float]] | None = None
+    chunk_delay: float = 0.01  # seconds between streamed chunks
+    streams_completed: int = 0  # streams sent to their last token
+    streams_closed: int = 0  # streams the client closed before their last token
     # with `return_token_ids`, vLLM's prompt_token_ids / token_ids, from this tokenizer
     tokenizer: Any = None
     received: list[dict[str, Any]] = field(default_factory=list)
@@ -60,6 +69,8 @@ class FakeOpenAIServer:
         if body.get("model") not in self.models:
             message = f"The model `{body.get('model')}` does not exist."
             return JSONResponse({"error": {"message": message}}, status_code=404)
+        if body.get("stream"):
+            return StreamingResponse(self._stream(body), media_type="text/event-stream")
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -72,6 +83,47 @@ class FakeOpenAIServer:
             return JSONResponse(self._answer(body))
         finally:
             self.in_flight -= 1
+
+    async def _stream(self, body: dict[str, Any]) -> AsyncIterator[str]:
+        """The reply `_answer` gives (one sample), one token per event, then [DONE]."""
+        [choice] = self._answer(body)["choices"]
+        tokens = choice["logprobs"]["tokens"]
+        finished = False
+        try:
+            for position, token in enumerate(tokens):
+                last = position == len(tokens) - 1
+                chunk = self._chunk(body, choice, position, token if last else token + " ", last)
+                finished = last  # the client may close once it has the last token
+                yield f"data: {json.dumps(chunk)}\n\n"
+                await asyncio.sleep(self.chunk_delay)
+            yield "data: [DONE]\n\n"
+        finally:
+            if finished:
+                self.streams_completed += 1
+            else:
+                self.streams_closed += 1
+
+    def _chunk(
+        self, body: dict[str, Any], choice: dict[str, Any], position: int, text: str, last: bool
+    ) -> dict[str, Any]:
+        script = self.script_top_logprobs
+        top = script(body, position) if script else (self.top_logprobs or None)
+        token = choice["logprobs"]["tokens"][position]
+        out: dict[str, Any] = {
+            "index": 0,
+            "text": text,
+            "logprobs": {"tokens": [token], "token_logprobs": [-0.5], "top_logprobs": [top]},
+            "finish_reason": choice["finish_reason"] if last else None,
+            "stop_reason": choice["stop_reason"] if last else None,
+        }
+        if body.get("return_token_ids") and self.tokenizer is not None:
+            out["token_ids"] = self.tokenizer.encode(text, add_special_tokens=False)
+        return {
+            "id": "cmpl-s",
+            "object": "text_completion",
+            "model": body["model"],
+            "choices": [out],
+        }
 
     def _answer(self, body: dict[str, Any]) -> dict[str, Any]:
         choices = []

@@ -48,6 +48,15 @@ def check_token_ids(ids: Sequence[int] | None) -> None:
             )
 
 
+def single_samples(request: GenerationRequest) -> list[GenerationRequest]:
+    """A request as `n` requests of one sample each (sample i gets seed + i, as vLLM seeds the
+    samples of one request): a stop rule stops one sample, so each runs on its own."""
+    return [
+        replace(request, n=1, seed=None if request.seed is None else request.seed + i)
+        for i in range(request.n)
+    ]
+
+
 def refuse_confidences(requests: Sequence[GenerationRequest], backend: str) -> None:
     """What a backend without token log-probabilities does with a request that asks for them."""
     if any(r.top_logprobs is not None or r.confidence_stop is not None for r in requests):

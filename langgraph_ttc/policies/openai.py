@@ -6,7 +6,9 @@ appended verbatim, exactly as `VLLMPolicy` does, then sent to `/v1/completions` 
 same prompt bytes every step and the server's prefix cache applies. vLLM's extensions
 (`include_stop_str_in_output`, `stop_reason`, `logprob_token_ids`, `return_token_ids`) make the
 results match the in-process engine's; a prefix that comes with the ids the server generated
-(`prefix_token_ids`) is sent as token ids.
+(`prefix_token_ids`) is sent as token ids. A request with a `ConfidenceStop` rule is streamed,
+one HTTP request per sample, and a sample's stream is closed (the server aborts it) the moment
+the rule fires (`langgraph_ttc.policies.streams`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import aclosing
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -27,13 +30,14 @@ from pydantic import BaseModel
 
 from langgraph_ttc.backends import current_run_key
 from langgraph_ttc.confidence import token_confidence
-from langgraph_ttc.errors import ConfidenceUnavailableError, PolicyError
+from langgraph_ttc.errors import PolicyError
 from langgraph_ttc.policies.base import (
     GenerationMeter,
     gather_or_cancel,
     generated_ids,
     prompt_ids,
     render_chat,
+    single_samples,
     validate_requests,
 )
 from langgraph_ttc.policies.replies import (
@@ -47,13 +51,16 @@ from langgraph_ttc.policies.replies import (
     finish_reason,
     first_position_logprobs,
     max_reply_bytes,
+    max_stream_bytes,
     ordered_choices,
     parse_reply,
     summed_logprob,
 )
+from langgraph_ttc.policies.streams import StreamedSample, stream_choices
 from langgraph_ttc.types import Completion, GenerationRequest
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -205,23 +212,30 @@ class OpenAIPolicy:
         """One API call within `timeout` seconds end to end (retries and reading the reply
         included), its reply validated as `model`; every failure is a `PolicyError` (a
         request the server rejects as invalid: `ValueError`)."""
-        url = self.base_url + endpoint
+        raw, content_type = await self._within_deadline(
+            endpoint, lambda: self._read(endpoint, body, limit)
+        )
+        return parse_reply(model, raw, content_type, self.base_url + endpoint)
+
+    async def _within_deadline(self, endpoint: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()` (one HTTP request), tried again as `_with_retries` says, all of it
+        within `timeout` seconds."""
         tries = [0]
         deadline = asyncio.timeout(self.timeout)
         try:
             async with deadline:
-                raw, content_type = await self._with_retries(endpoint, body, limit, tries)
+                return await self._with_retries(endpoint, attempt, tries)
         except TimeoutError:
             if not deadline.expired():
                 raise
             raise PolicyError(
-                f"{url} did not answer within timeout={self.timeout}s ({_tries(tries[0])} made)"
+                f"{self.base_url}{endpoint} did not answer within timeout={self.timeout}s "
+                f"({_tries(tries[0])} made)"
             ) from None
-        return parse_reply(model, raw, content_type, url)
 
     async def _with_retries(
-        self, endpoint: str, body: dict[str, Any] | None, limit: int, tries: list[int]
-    ) -> tuple[bytes, str | None]:
+        self, endpoint: str, attempt: Callable[[], Awaitable[T]], tries: list[int]
+    ) -> T:
         """Connection errors, 408/409/429 and 5xx answers are tried again, `max_retries`
         times, after an exponential backoff or the server's Retry-After; not when the wait
         would end past the deadline. `tries[0]` counts the tries made."""
@@ -233,7 +247,7 @@ class OpenAIPolicy:
         while True:
             tries[0] += 1
             try:
-                return await self._read(endpoint, body, limit)
+                return await attempt()
             except (openai.APIConnectionError, openai.APIStatusError) as exc:
                 wait = self._retry_wait(exc, tries[0])
                 if wait is None or loop.time() + wait >= ends:
@@ -301,13 +315,10 @@ class OpenAIPolicy:
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         """Sample every request concurrently (at most `max_concurrency` HTTP requests in
         flight); result[i] holds requests[i].n completions. Cancelling the call closes its
-        HTTP requests, which makes vLLM abort them."""
+        HTTP requests, which makes vLLM abort them. A request with a `confidence_stop` rule is
+        streamed, each sample its own HTTP request (sample i with seed + i), and a sample the
+        rule stops ends with `finish_reason="confidence"`, its stream closed."""
         validate_requests(requests)
-        if any(r.confidence_stop is not None for r in requests):
-            raise ConfidenceUnavailableError(
-                "OpenAIPolicy gives token confidences (top_logprobs) but does not apply a "
-                "confidence_stop rule; use VLLMPolicy for early stopping"
-            )
         await self.start()
         meter = GenerationMeter(sequences=sum(r.n for r in requests))
         results = await gather_or_cancel(self._complete(r, meter) for r in requests)
@@ -340,10 +351,18 @@ class OpenAIPolicy:
                 "add_special_tokens": False,
                 "include_stop_str_in_output": True,
                 "return_token_ids": True,
+                # top-k keyed by token id: two tokens that decode alike stay two candidates,
+                # as in the engine's own logprobs (VLLMPolicy)
+                **({"return_tokens_as_token_ids": True} if request.top_logprobs else {}),
             },
         }
 
     async def _complete(self, request: GenerationRequest, meter: GenerationMeter) -> list[Any]:
+        if request.confidence_stop is not None:
+            # the rule stops one sample: each streams on its own
+            return await gather_or_cancel(
+                self._streamed(single, meter) for single in single_samples(request)
+            )
         body = self.completion_body(request)
         limit = max_reply_bytes(request.n, request.max_tokens)
         async with self._limit():
@@ -354,11 +373,47 @@ class OpenAIPolicy:
         meter.add(completions)
         return completions
 
+    async def _streamed(self, request: GenerationRequest, meter: GenerationMeter) -> Completion:
+        """One sample (n=1) streamed, its stream closed as soon as the stop rule fires."""
+        url = self.base_url + "/completions"
+        body = {**self.completion_body(request), "stream": True}
+        async with self._limit():
+            sample = await self._within_deadline(
+                "/completions", lambda: self._read_stream(body, request, url)
+            )
+        completion = self._completion(sample.choice(), request, url, stopped=sample.stopped)
+        meter.add([completion])
+        return completion
+
+    async def _read_stream(
+        self, body: dict[str, Any], request: GenerationRequest, url: str
+    ) -> StreamedSample:
+        """One streamed HTTP request, read until its sample ends or the rule fires; leaving
+        the response closes the connection, and the server aborts the request."""
+        # the openai client is an optional extra
+        import httpx
+
+        sample = StreamedSample(request, url)
+        limit = max_stream_bytes(request.max_tokens)
+        async with self.client.completions.with_streaming_response.create(**body) as response:
+            kind = (response.headers.get("content-type") or "no content type").split(";")[0]
+            if kind.strip() != "text/event-stream":
+                raise PolicyError(f"{url} answered a streamed request with {kind}, not events")
+            try:
+                async with aclosing(stream_choices(response.iter_bytes(), limit, url)) as choices:
+                    async for choice in choices:
+                        if sample.add(choice):
+                            break
+            except httpx.TransportError as exc:  # the connection broke mid-stream
+                raise PolicyError(f"{url} broke off the stream ({type(exc).__name__})") from None
+        return sample
+
     def _completion(
-        self, choice: CompletionChoice, request: GenerationRequest, url: str
+        self, choice: CompletionChoice, request: GenerationRequest, url: str, stopped: bool = False
     ) -> Completion:
+        """A choice as a Completion (`stopped`: the stop rule ended it, "confidence")."""
         check_choice(choice, request.max_tokens, url)
-        finish = finish_reason(choice, url)
+        finish = "confidence" if stopped else finish_reason(choice, url)
         text = choice.text
         logprobs = choice.logprobs or ChoiceLogprobs()
         reported = [
@@ -372,7 +427,7 @@ class OpenAIPolicy:
         return Completion(
             text=text,
             finish_reason=finish,
-            stop_reason=None if finish == "length" else _stop_reason(choice, request, url),
+            stop_reason=None if finish != "stop" else _stop_reason(choice, request, url),
             num_tokens=num_tokens,
             logprob=summed_logprob(choice),
             token_confidences=_confidences(choice.logprobs, request.top_logprobs, url),

@@ -31,6 +31,8 @@ TEXT_SLACK = 256  # characters beyond CHARS_PER_TOKEN * max_tokens (a stop strin
 TOKEN_ID_LIMIT = 2**31  # ids are int32 in every engine
 BASE_REPLY_BYTES = 1 << 20  # a reply's size: this much, plus REPLY_BYTES_PER_TOKEN per token
 REPLY_BYTES_PER_TOKEN = 1024  # text, logprobs and ids of one token, as JSON, with room to spare
+# a streamed reply repeats its envelope (id, model, ...) in every chunk of one token
+STREAM_BYTES_PER_TOKEN = 4 * REPLY_BYTES_PER_TOKEN
 MAX_MODELS = 10_000  # models one server lists
 CHARS_PER_TOKEN_ESTIMATE = 4  # the token count of a text when there is no tokenizer
 VLLM_MINUS_INF = -9999.0  # vLLM writes -inf log-probabilities as this
@@ -69,6 +71,14 @@ class CompletionReply(_Strict):
     choices: Annotated[list[CompletionChoice], Field(min_length=1)]
 
 
+class CompletionChunk(_Strict):
+    """One event of a streamed `/v1/completions` reply: the choices that progressed (text,
+    logprobs and token ids of the new tokens; `finish_reason` on the last one). A trailing
+    usage chunk has none."""
+
+    choices: Annotated[list[CompletionChoice], Field(max_length=1)]
+
+
 class ServedModel(_Strict):
     id: Annotated[str, Field(min_length=1, max_length=1000)]
 
@@ -87,6 +97,11 @@ def estimate_tokens(text: str) -> int:
 def max_reply_bytes(samples: int, max_tokens: int) -> int:
     """The most bytes a reply of `samples` samples of up to `max_tokens` tokens may hold."""
     return BASE_REPLY_BYTES + samples * max_tokens * REPLY_BYTES_PER_TOKEN
+
+
+def max_stream_bytes(max_tokens: int) -> int:
+    """The most bytes a streamed reply of one sample of up to `max_tokens` tokens may hold."""
+    return BASE_REPLY_BYTES + max_tokens * STREAM_BYTES_PER_TOKEN
 
 
 def max_text_chars(max_tokens: int) -> int:

@@ -15,7 +15,6 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +39,7 @@ from langgraph_ttc.policies.base import (
     generated_ids,
     prompt_ids,
     render_chat,
+    single_samples,
     validate_requests,
 )
 from langgraph_ttc.types import Completion, GenerationRequest
@@ -228,12 +228,8 @@ class VLLMPolicy:
         self, request: GenerationRequest, call: GenerationMeter
     ) -> list[Completion]:
         if request.confidence_stop is not None and request.n > 1:
-            # a stop rule aborts one sample: each sample is its own engine request (sample i
-            # gets seed + i, as vLLM seeds the samples of one request)
-            singles = [
-                replace(request, n=1, seed=None if request.seed is None else request.seed + i)
-                for i in range(request.n)
-            ]
+            # a stop rule aborts one sample: each sample is its own engine request
+            singles = single_samples(request)
             results = await gather_or_cancel([self._generate_one(r, call) for r in singles])
             return [completions[0] for completions in results]
         return await self._stream(request, call)

@@ -198,8 +198,8 @@ def create_deepconf(
     debug: bool = False,
     name: str | None = None,
 ) -> CompiledStateGraph:
-    """DeepConf over `policy` (which must give token log-probabilities: `VLLMPolicy`, or
-    `OpenAIPolicy` offline): `mode="online"` stops weak traces in the engine, "offline" keeps
+    """DeepConf over `policy` (which must give token log-probabilities: `VLLMPolicy` or
+    `OpenAIPolicy`): `mode="online"` stops weak traces in the engine, "offline" keeps
     the most confident finished ones; the algorithm is in this module's docstring. `selection`
     None is "confidence" (the confidence-weighted vote). Every setting is described in
     docs/settings.md; the graph options as for `create_best_of_n`."""

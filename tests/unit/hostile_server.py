@@ -166,7 +166,7 @@ class HostileServer:
         if self.script is not None:
             scripted = self.script(body)
             if scripted.drip:
-                await self._drip(writer)
+                await self._drip(writer, scripted.content_type)
             else:
                 await _write(
                     writer, scripted.status, scripted.content_type, scripted.raw, scripted.headers
@@ -184,9 +184,9 @@ class HostileServer:
         extra = "Retry-After: 100000\r\n" if self.mode == "retry-after huge" else ""
         await _write(writer, status, content_type, raw, extra)
 
-    async def _drip(self, writer: asyncio.StreamWriter) -> None:
+    async def _drip(self, writer: asyncio.StreamWriter, content_type: str = JSON) -> None:
         """A valid-looking reply, one byte every `drip_seconds`, never finished."""
-        writer.write(_head(200, JSON, 10_000_000))
+        writer.write(_head(200, content_type, 10_000_000))
         await writer.drain()
         while not writer.is_closing():
             writer.write(b" ")

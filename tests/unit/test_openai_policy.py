@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from langgraph_ttc.errors import ConfidenceUnavailableError
 from langgraph_ttc.models import prepare_embedded_model
 from langgraph_ttc.policies import (
     EngineSettings,
@@ -16,7 +15,7 @@ from langgraph_ttc.policies import (
     supports_prefix,
 )
 from langgraph_ttc.policies.openai import normalize_base_url
-from langgraph_ttc.types import ConfidenceStop, GenerationRequest
+from langgraph_ttc.types import GenerationRequest
 from langgraph_ttc.vllm_serve import free_port, serve_command
 from tests.fake_openai_server import FakeOpenAIServer
 
@@ -83,15 +82,6 @@ async def test_token_confidences_from_the_top_logprobs(server, tokenizer_dir):
     for sample in samples:
         # the 2 best of each position: -(-0.5 - 1.5) / 2
         assert sample.token_confidences and set(sample.token_confidences) == {1.0}
-
-
-async def test_a_stop_rule_is_refused(server, tokenizer_dir):
-    policy = make_policy(server.url, tokenizer_dir)
-    rule = ConfidenceStop(window=4, threshold=2.0)
-    request = GenerationRequest(MESSAGES, top_logprobs=5, confidence_stop=rule)
-    with pytest.raises(ConfidenceUnavailableError, match="does not apply a confidence_stop"):
-        await policy.generate([request])
-    assert server.received == []
 
 
 async def test_a_continued_prefix_is_sent_as_the_token_ids_the_server_returned(tokenizer_dir):

