@@ -19,7 +19,8 @@ def served_model() -> str:
 def server_url(served_model, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
     settings = EngineSettings(max_model_len=2048, kv_cache_gib=1)
-    with local_server(served_model, settings, log_path=log_path) as url:
+    # statistics on: /metrics counts requests and prefix-cache hits (the scale-out test reads them)
+    with local_server(served_model, settings, log_path=log_path, stats=True) as url:
         yield url
 
 
