@@ -120,6 +120,17 @@ def access_log(directory: Path) -> list[list[str]]:
     return [line.split(" ") for line in (directory / "access.log").read_text().splitlines()]
 
 
+def logged_upstream(directory: Path, run: str) -> str:
+    """The replica nginx sent `run`'s request to (its log line follows the reply shortly)."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = [row[1] for row in access_log(directory) if row[0] == run]
+        if found or time.monotonic() > deadline:
+            assert found, f"no access-log line for {run}"
+            return found[0]
+        time.sleep(0.05)
+
+
 def run_ids_per_replica(balanced: str, hostports: list[str], directory: Path) -> list[str]:
     """A run id that nginx hashes to each replica, in the replicas' order: nginx's consistent
     hash is deterministic for a set of upstreams, so a cheap GET per candidate finds them."""
@@ -127,8 +138,7 @@ def run_ids_per_replica(balanced: str, hostports: list[str], directory: Path) ->
     for i in range(64):
         run = f"scale-out-{i}"
         httpx.get(f"{balanced}/models", headers={"X-TTC-Run": run}, timeout=10).raise_for_status()
-        upstream = next(row[1] for row in access_log(directory) if row[0] == run)
-        chosen.setdefault(upstream, run)
+        chosen.setdefault(logged_upstream(directory, run), run)
         if len(chosen) == len(hostports):
             return [chosen[hostport] for hostport in hostports]
     raise AssertionError(f"64 run ids all hashed to {sorted(chosen)}")
