@@ -9,7 +9,7 @@ STAMP := $(VENV)/.ttc-installed
 BACKEND ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 DEMO_PROBLEM ?= Tom has 12 apples and buys 7 more. How many apples does he have now?
 
-.PHONY: setup demo serve test unit integration lint docs bench clean
+.PHONY: setup demo serve test unit integration lint docs bench clean nginx
 
 setup: $(STAMP)
 	$(BIN)/ttc models prepare
@@ -34,13 +34,25 @@ PORT ?= 8000
 serve: setup
 	$(BIN)/ttc serve --port $(PORT)
 
-test: setup
+test: setup nginx
 	$(BIN)/python -m pytest
+
+# The scale-out test starts Debian's nginx (as this user, from a temporary directory): installed
+# here when missing, as root or through password-less sudo; otherwise that test fails saying so.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  if command -v apt-get >/dev/null 2>&1 && { [ -z "$$SUDO" ] || sudo -n true 2>/dev/null; }; then \
+	    echo "installing nginx (Debian's package) for the scale-out test"; \
+	    APT="$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o=Dpkg::Use-Pty=0"; \
+	    $$APT install --no-install-recommends nginx >/dev/null 2>&1 || \
+	      { $$APT update >/dev/null && $$APT install --no-install-recommends nginx >/dev/null; }; \
+	  else echo "nginx is missing and cannot be installed here: sudo apt-get install nginx"; fi; }
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
 
-integration: setup
+integration: setup nginx
 	$(BIN)/python -m pytest tests/integration
 
 lint: $(STAMP)

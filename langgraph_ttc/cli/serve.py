@@ -86,8 +86,14 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError("--upstream serves the strategies: add --strategies")
     model = resolve_model(args.model)
     settings = EngineSettings(max_model_len=args.max_model_len)
-    argv, env = serve_command(
-        model, settings, port=args.port, host=args.host, on_cpu=is_cpu_platform(), tools=args.tools
+    argv, env = serve_command(  # statistics on: /metrics counts requests and prefix-cache hits
+        model,
+        settings,
+        port=args.port,
+        host=args.host,
+        on_cpu=is_cpu_platform(),
+        tools=args.tools,
+        stats=True,
     )
     print(
         f"starting vllm serve on http://{args.host}:{args.port}/v1 (model {model}); then:\n"

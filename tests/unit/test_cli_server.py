@@ -75,6 +75,7 @@ def test_serve_execs_vllm_with_the_cpu_settings(monkeypatch, capsys):
     assert "--port 8123" in joined and "--max-model-len 2048" in joined
     assert "--block-size 32" in joined and "--no-enable-chunked-prefill" in seen["argv"]
     assert seen["env"]["VLLM_CPU_KVCACHE_SPACE"].isdigit()
+    assert "--disable-log-stats" not in seen["argv"]  # a replica's /metrics has its counters
     assert "--base-url http://127.0.0.1:8123/v1" in capsys.readouterr().err
 
 

@@ -235,6 +235,13 @@ def test_serve_command_uses_the_cpu_engine_settings():
     assert "--max-num-batched-tokens 8192" in joined and "--max-model-len 2048" in joined
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert "VLLM_CPU_OMP_THREADS_BIND" in env
+    assert "--disable-log-stats" in argv  # statistics off unless asked for
+
+
+def test_serve_command_keeps_statistics_on_when_asked():
+    """/metrics has request and prefix-cache counters only with vLLM's statistics on."""
+    argv, _ = serve_command("/models/m", EngineSettings(max_model_len=2048), stats=True)
+    assert "--disable-log-stats" not in argv
 
 
 def test_stopping_a_server_kills_its_whole_process_group():

@@ -19,11 +19,10 @@ def served_model() -> str:
 @pytest.fixture(scope="session")
 def server_url(served_model, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("vllm-serve") / "server.log"
-    # stats on: /metrics then has vllm:num_requests_running and vllm:num_requests_waiting
-    settings = EngineSettings(
-        max_model_len=2048, kv_cache_gib=1, extra={"disable_log_stats": False}
-    )
-    with local_server(served_model, settings, log_path=log_path) as url:
+    settings = EngineSettings(max_model_len=2048, kv_cache_gib=1)
+    # statistics on: /metrics counts requests and prefix-cache hits (the scale-out test reads
+    # them) and has the running / waiting gauges (the confidence-stop test reads them)
+    with local_server(served_model, settings, log_path=log_path, stats=True) as url:
         yield url
 
 
