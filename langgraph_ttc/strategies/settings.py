@@ -76,7 +76,11 @@ class StrategySettings(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False, description="nucleus sampling")
     max_tokens: int = Field(1024, ge=1, le=MAX_TOKENS, description="generated tokens per solution")
     seed: int | None = Field(None, description="makes runs reproducible")
-    selection: Selection = Field("weighted", description="how the answer is chosen")
+    selection: Selection = Field(
+        "weighted",
+        description='how the answer is chosen; "confidence" and "self_certainty" vote '
+        "with the model's token confidences over each candidate's whole text",
+    )
     aggregation: Aggregation = Field("last", description="step scores -> solution score")
     system_prompt: str = Field(
         DEFAULT_SYSTEM_PROMPT, description="system message of every solution"
