@@ -158,7 +158,7 @@ class StrategySettings(BaseModel):
 
 def prm_needed(strategy: str, selection: str | None) -> str:
     """Why a guided search cannot run without a verifier, whatever its selection."""
-    text = f"{strategy} needs a prm to guide the search (the verifier's step scores prune it)"
+    text = f"{strategy} needs a prm to guide the search (the verifier's scores steer it)"
     if selection in VERIFIER_FREE:
         text += (
             f"; selection={selection!r} only picks the answer among the solutions it "
