@@ -2,7 +2,9 @@
 
 A candidate is created from a sampled completion (`new_candidate`), or grows step by step in a
 search (`grow`); the verifier's step scores are set once (`with_scores`), which also aggregates
-them; its answer is read once it is finished (`with_answer`).
+them; its answer is read once it is finished (`with_answer`). A growing candidate keeps its
+text's generated token ids and token confidences while every step's are known, so its
+confidence figures are always those of its whole text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from langgraph_ttc import confidence
 from langgraph_ttc.answers import AnswerExtractor, boxed_only
 from langgraph_ttc.selection import aggregate
 from langgraph_ttc.types import Candidate, Completion
+
+CONFIDENCE_DIGITS = 6  # stored confidence figures are rounded to this many decimals
 
 
 def new_candidate(candidate_id: int, **lineage: Any) -> Candidate:
@@ -66,8 +70,10 @@ def with_confidence(
     self-certainty, from its tokens' confidences (`langgraph_ttc.confidence`)."""
     return {
         **candidate,
-        "confidence": round(confidence.trace_confidence(token_confidences, window, measure), 6),
-        "self_certainty": round(confidence.self_certainty(token_confidences, k), 6),
+        "confidence": round(
+            confidence.trace_confidence(token_confidences, window, measure), CONFIDENCE_DIGITS
+        ),
+        "self_certainty": round(confidence.self_certainty(token_confidences, k), CONFIDENCE_DIGITS),
     }
 
 
@@ -75,7 +81,8 @@ def grow(
     parent: Candidate, child_id: int, completion: Completion, finish_reason: str | None
 ) -> Candidate:
     """The parent with one more sampled step; it inherits the parent's scores until scored.
-    It keeps its text's generated token ids while every step's ids are known."""
+    It keeps its text's generated token ids, and its token confidences (with the confidence
+    figures of the whole text), while every step's are known."""
     child: Candidate = {
         **parent,
         "id": child_id,
@@ -84,12 +91,19 @@ def grow(
         "num_tokens": parent["num_tokens"] + completion.num_tokens,
         "finish_reason": finish_reason,
     }
-    ids = extended_ids(parent.get("token_ids", [] if not parent["text"] else None), completion)
+    root = [] if not parent["text"] else None  # the empty solution: nothing unknown yet
+    ids = extended_ids(parent.get("token_ids", root), completion)
     if ids is None:
         child.pop("token_ids", None)
     else:
         child["token_ids"] = ids
-    return child
+    confidences = extended_confidences(parent.get("token_confidences", root), completion)
+    if confidences is None:  # the figures would describe only part of the text
+        child.pop("token_confidences", None)
+        child.pop("confidence", None)
+        child.pop("self_certainty", None)
+        return child
+    return with_confidence({**child, "token_confidences": confidences}, confidences)
 
 
 def extended_ids(known: Sequence[int] | None, completion: Completion) -> list[int] | None:
@@ -97,6 +111,16 @@ def extended_ids(known: Sequence[int] | None, completion: Completion) -> list[in
     if known is None or completion.token_ids is None:
         return None
     return [*known, *completion.token_ids]
+
+
+def extended_confidences(
+    known: Sequence[float] | None, completion: Completion
+) -> list[float] | None:
+    """A text's token confidences followed by a completion's, each rounded as the stored
+    figures are (None: either is unknown)."""
+    if known is None or completion.token_confidences is None:
+        return None
+    return [*known, *(round(float(c), CONFIDENCE_DIGITS) for c in completion.token_confidences)]
 
 
 def with_scores(

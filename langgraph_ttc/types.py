@@ -130,7 +130,11 @@ class Candidate(TypedDict):
     round: NotRequired[int]  # self-refinement: 0 = draft, k = k-th revision
     lookahead_score: NotRequired[float]  # step searches with lookahead: the ranking score
     token_ids: NotRequired[list[int]]  # step searches: `text` as generated (when the policy says)
-    # sampled with token confidences (selection "confidence"/"self_certainty", DeepConf)
+    # step searches asked for confidences: one figure per generated token of `text`, the
+    # steps' `Completion.token_confidences` end to end (its `confidence` figures read them)
+    token_confidences: NotRequired[list[float]]
+    # sampled with token confidences (selection "confidence"/"self_certainty", DeepConf): over
+    # the whole text (a grown solution: every step's tokens; a revision: its own)
     confidence: NotRequired[float]  # the trace's confidence (lowest group mean, or its tail)
     self_certainty: NotRequired[float]  # mean KL(uniform || token distribution), top-k approx.
 

@@ -62,7 +62,9 @@ def backend(engine: str, strategy: str) -> tuple[Policy, Any, dict[str, Any]]:
         from tests.fakes import KeywordPRM, alternating, tree_policy
 
         settings: dict[str, Any] = {"n": 4, "seed": 0, **own}
-        return tree_policy(6, alternating), KeywordPRM({"good": 0.9, "bad": 0.1}), settings
+        # token confidences (when a confidence selection asks): the model is sure of bad steps
+        policy = tree_policy(6, alternating, lambda word: 9.0 if "bad" in word else 4.0)
+        return policy, KeywordPRM({"good": 0.9, "bad": 0.1}), settings
     from langgraph_ttc.policies import EngineSettings, VLLMPolicy
     from langgraph_ttc.verifiers import ArithmeticVerifier
 
@@ -89,6 +91,7 @@ def summary(out: dict[str, Any], calls_file: Path) -> dict[str, Any]:
     return {
         "answer": out["answer"],
         "candidates": [c["text"] for c in out["candidates"]],
+        "token_confidences": [c.get("token_confidences") for c in out["candidates"]],
         "policy_calls": count_lines(calls_file),
     }
 
@@ -103,6 +106,8 @@ def write_report(path: str, report: dict[str, Any]) -> None:
 
 async def child(args: argparse.Namespace) -> None:
     policy, prm, settings = backend(args.engine, args.strategy)  # one engine for both runs
+    if args.selection:
+        settings["selection"] = args.selection
     try:
         await searches(args, policy, prm, settings)
     finally:
@@ -178,11 +183,12 @@ def kill_and_resume(
     delay: float,
     timeout: float,
     strategy: str = "beam_search",
+    selection: str | None = None,
 ) -> Figures:
     """Reference run and search in a first process, SIGKILLed once `kill_after` policy calls of
     the search have started; then a second process resumes the search's thread."""
     common = ["--saver", saver, "--conn", conn, "--engine", engine, "--thread", "search"]
-    common += ["--strategy", strategy]
+    common += ["--strategy", strategy, *(["--selection", selection] if selection else [])]
     first_calls, second_calls = tmp / "calls-first.txt", tmp / "calls-second.txt"
     first_out, second_out = tmp / "first.json", tmp / "second.json"
     first = spawn(
@@ -240,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--engine", choices=["fake", "real"], default="fake")
     parser.add_argument("--strategy", choices=sorted(BUILDERS), default="beam_search")
     parser.add_argument("--thread", required=True)
+    parser.add_argument("--selection", help="the search's selection (default: its own)")
     parser.add_argument("--calls", required=True, help="one line per policy call goes here")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds per policy call")
     parser.add_argument("--reference-calls", help="first run an uninterrupted reference")

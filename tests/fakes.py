@@ -24,26 +24,37 @@ def _finish(text: str, request: GenerationRequest) -> Completion:
     return Completion(body, "stop", matched, max(1, len(body.split())))
 
 
-class ScriptedPolicy:
-    """Completions come from `script(request, sample_index)`; every call is recorded."""
+WordConfidence = Callable[[str], float]
 
-    def __init__(self, script: Script):
-        self.script = script
+
+class ScriptedPolicy:
+    """Completions come from `script(request, sample_index)`; every call is recorded. When a
+    request asks for top-k logprobs, each completion carries one token confidence per token
+    (a token is a whitespace-separated word): `confidence(word)`, or 1.0 without one."""
+
+    def __init__(self, script: Script, confidence: WordConfidence | None = None):
+        self.script, self.word_confidence = script, confidence
         self.calls: list[list[GenerationRequest]] = []
 
     async def generate(self, requests: Sequence[GenerationRequest]) -> list[list[Completion]]:
         self.calls.append(list(requests))
         return [
-            [_confident(_finish(self.script(r, i), r), r) for i in range(r.n)] for r in requests
+            [_confident(_finish(self.script(r, i), r), r, self.word_confidence) for i in range(r.n)]
+            for r in requests
         ]
 
 
-def _confident(completion: Completion, request: GenerationRequest) -> Completion:
-    """As a real engine does: token confidences when the request asks for top-k logprobs
-    (here a fixed 1.0 per token)."""
+def _confident(
+    completion: Completion, request: GenerationRequest, confidence: WordConfidence | None
+) -> Completion:
+    """As a real engine does: token confidences when the request asks for top-k logprobs,
+    exactly one per counted token (the words', then confidence("") for the rest)."""
     if request.top_logprobs is None or completion.token_confidences is not None:
         return completion
-    return replace(completion, token_confidences=(1.0,) * completion.num_tokens)
+    figure = confidence or (lambda word: 1.0)
+    figures = [figure(word) for word in completion.text.split()][: completion.num_tokens]
+    figures += [figure("")] * (completion.num_tokens - len(figures))
+    return replace(completion, token_confidences=tuple(figures))
 
 
 def cycling(texts: Sequence[str]) -> ScriptedPolicy:
@@ -77,11 +88,17 @@ class KeywordPRM:
         return [[self.step_score(step) for step in steps] for steps in solutions]
 
 
-def tree_policy(depth: int, label: Callable[[GenerationRequest, int, int], str]) -> ScriptedPolicy:
+def tree_policy(
+    depth: int,
+    label: Callable[[GenerationRequest, int, int], str],
+    confidence: WordConfidence | None = None,
+) -> ScriptedPolicy:
     """A step-wise solver: from a prefix with d steps it writes steps d..depth-1, each
-    "s{k}:{label}", then a boxed answer (the number of "good" steps); stop strings cut it.
+    "s{k}:{label}" (one token), then a boxed answer (the number of "good" steps); stop strings
+    cut it.
 
-    `label(request, sample_index, step_index)` names each step, so tests steer the tree."""
+    `label(request, sample_index, step_index)` names each step, so tests steer the tree;
+    `confidence(word)` gives each token's confidence when a request asks for them."""
 
     def script(request: GenerationRequest, i: int) -> str:
         done = request.prefix.count("\n\n")
@@ -91,7 +108,7 @@ def tree_policy(depth: int, label: Callable[[GenerationRequest, int, int], str])
         tail = "\n\n".join([*steps, f"\\boxed{{{answer}}}"]) if steps else f"\\boxed{{{answer}}}"
         return tail
 
-    return ScriptedPolicy(script)
+    return ScriptedPolicy(script, confidence)
 
 
 def alternating(request: GenerationRequest, i: int, k: int) -> str:

@@ -37,6 +37,7 @@ from langgraph_ttc.strategies.settings import (
     SearchSettings,
     SpeculativeSettings,
     StrategySettings,
+    prm_needed,
 )
 from langgraph_ttc.strategies.speculative_rejection import create_speculative_rejection
 from langgraph_ttc.types import PRM, Policy
@@ -66,9 +67,8 @@ class StrategyInfo:
         """This strategy's graph, built with the `settings` that apply to it. Invalid settings
         raise `SettingsError`; a missing verifier a `ValueError`."""
         if self.needs_prm and prm is None:
-            raise ValueError(
-                f"{self.name} needs a prm to guide the search: choose a verifier (--prm)"
-            )
+            selection = (settings or {}).get("selection")
+            raise ValueError(f"{prm_needed(self.name, selection)}: choose a verifier (--prm)")
         return self.build(policy, prm, **self.settings_for(settings))
 
 

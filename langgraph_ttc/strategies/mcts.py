@@ -138,6 +138,7 @@ async def rollout_texts(
             seed=None,
             temperature=0.0,
             prefix_token_ids=children[i].get("token_ids"),
+            confidences=False,
         )
         cap = search.step_cap(run.settings, children[i], final=True)
         requests.append(replace(request, max_tokens=cap if share is None else min(cap, share)))

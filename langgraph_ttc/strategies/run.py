@@ -50,13 +50,17 @@ class Run(Generic[S]):
     def messages(self) -> list[dict[str, str]]:
         return chat_messages(self.problem, self.settings.system_prompt, self.settings.examples)
 
+    def top_logprobs(self) -> int | None:
+        """The k of the top-k log-probabilities a sampled solution, step or revision asks
+        for: when the selection votes with token confidences (None: none asked)."""
+        return DEFAULT_TOP_LOGPROBS if self.settings.needs_confidences() else None
+
     def solution_request(
         self, n: int, seed: int | None, *, stop: ConfidenceStop | None = None
     ) -> GenerationRequest:
         """Sample `n` whole solutions of the problem (with token confidences when the
         settings vote with them; `stop`: a rule that ends a sample early)."""
         settings = self.settings
-        confidences = settings.needs_confidences() or stop is not None
         return GenerationRequest(
             messages=self.messages(),
             n=n,
@@ -64,7 +68,7 @@ class Run(Generic[S]):
             temperature=settings.temperature,
             top_p=settings.top_p,
             seed=seed,
-            top_logprobs=DEFAULT_TOP_LOGPROBS if confidences else None,
+            top_logprobs=DEFAULT_TOP_LOGPROBS if stop is not None else self.top_logprobs(),
             confidence_stop=stop,
         )
 

@@ -39,7 +39,7 @@ from langgraph_ttc.strategies.options import BACKENDS, GRAPH_OPTIONS
 from langgraph_ttc.strategies.prompts import resolve_problem
 from langgraph_ttc.strategies.run import Run
 from langgraph_ttc.strategies.run_settings import RunSettings
-from langgraph_ttc.strategies.settings import StrategySettings
+from langgraph_ttc.strategies.settings import StrategySettings, prm_needed
 from langgraph_ttc.strategies.state_check import StateCheck
 from langgraph_ttc.types import PRM, Candidate, Policy, StrategyInput, StrategyOutput, empty_usage
 
@@ -77,7 +77,7 @@ class Scaffold(Generic[S]):
         continues_prefix: bool = False,
         fixed: Sequence[str] = (),
     ) -> None:
-        check_backends(strategy, policy, prm, needs_prm)
+        check_backends(strategy, policy, prm, needs_prm, options.get("selection"))
         if continues_prefix:  # a step search continues partial solutions
             require_prefix_support(policy, strategy)
         values = {k: v for k, v in options.items() if k not in (*GRAPH_OPTIONS, *BACKENDS)}
@@ -207,15 +207,22 @@ class Scaffold(Generic[S]):
         return update
 
 
-def check_backends(strategy: str, policy: Policy, prm: PRM | None, needs_prm: bool) -> None:
-    """Fail at build time on objects that cannot serve as policy or verifier."""
+def check_backends(
+    strategy: str,
+    policy: Policy,
+    prm: PRM | None,
+    needs_prm: bool,
+    selection: str | None = None,
+) -> None:
+    """Fail at build time on objects that cannot serve as policy or verifier (a guided search
+    needs a verifier whatever its `selection`)."""
     if not isinstance(policy, Policy):
         raise ValueError(
             f"{strategy}: policy {policy!r} has no generate(requests) method (see Policy)"
         )
     if prm is None:
         if needs_prm:
-            raise ValueError(f"{strategy} needs a prm to guide the search")
+            raise ValueError(prm_needed(strategy, selection))
         return
     if not isinstance(prm, PRM):
         raise ValueError(

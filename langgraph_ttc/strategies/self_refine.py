@@ -140,6 +140,7 @@ async def revise(state: SelfRefineState, run: Run[RefineSettings]) -> dict[str, 
             temperature=settings.temperature,
             top_p=settings.top_p,
             seed=seed_for(settings, 2 * next_round, v["chain"]),
+            top_logprobs=run.top_logprobs(),  # a revision's confidence: its own tokens
         )
         for v, critique in zip(versions, state["critiques"], strict=True)
     ]

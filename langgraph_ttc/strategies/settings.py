@@ -76,7 +76,11 @@ class StrategySettings(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False, description="nucleus sampling")
     max_tokens: int = Field(1024, ge=1, le=MAX_TOKENS, description="generated tokens per solution")
     seed: int | None = Field(None, description="makes runs reproducible")
-    selection: Selection = Field("weighted", description="how the answer is chosen")
+    selection: Selection = Field(
+        "weighted",
+        description='how the answer is chosen; "confidence" and "self_certainty" vote '
+        "with the model's token confidences over each candidate's whole text",
+    )
     aggregation: Aggregation = Field("last", description="step scores -> solution score")
     system_prompt: str = Field(
         DEFAULT_SYSTEM_PROMPT, description="system message of every solution"
@@ -99,9 +103,9 @@ class StrategySettings(BaseModel):
 
     # Other names a run may use for a field (e.g. "chains" for self-refinement's n).
     aliases: ClassVar[dict[str, str]] = {}
-    # whether the strategy samples whole solutions with token confidences (selection
-    # "self_certainty" / "confidence"); step searches and revisions do not
-    samples_confidences: ClassVar[bool] = True
+    # whether the strategy prunes or weights its search by the verifier's scores, so that it
+    # needs a prm whatever the selection (which only picks among the finished solutions)
+    guided: ClassVar[bool] = False
 
     @model_validator(mode="before")
     @classmethod
@@ -125,12 +129,6 @@ class StrategySettings(BaseModel):
                 f"temperature 0 with n={self.n} would sample {self.n} identical candidates; "
                 "use temperature > 0 or n=1"
             )
-        if self.needs_confidences() and not self.samples_confidences:
-            raise ValueError(
-                f"selection={self.selection!r} votes with the token confidences of whole "
-                "sampled solutions; this strategy grows or revises them (use best_of_n, "
-                "adaptive_majority or deepconf)"
-            )
         return self
 
     def token_budget(self) -> int | None:
@@ -138,25 +136,41 @@ class StrategySettings(BaseModel):
         return self.budget_tokens
 
     def needs_prm(self) -> bool:
-        """Whether these settings rank candidates by verifier score."""
-        return self.selection not in VERIFIER_FREE
+        """Whether these settings need a verifier: a guided search always does; otherwise a
+        selection that ranks candidates by verifier score."""
+        return self.guided or self.selection not in VERIFIER_FREE
 
     def needs_confidences(self) -> bool:
-        """Whether samples must carry token confidences (a confidence-weighted selection)."""
+        """Whether every sampled solution, step or revision must carry token confidences (a
+        confidence-weighted selection): each policy call then asks for top-k log-probs."""
         return self.selection in ("self_certainty", "confidence")
 
     def check_prm(self, has_prm: bool) -> None:
-        if not has_prm and self.needs_prm():
-            raise ValueError(
-                f"selection={self.selection!r} ranks candidates by verifier score, so it needs "
-                "a prm; pass one, or use selection='majority', 'self_certainty' or 'confidence'"
-            )
+        if has_prm or not self.needs_prm():
+            return
+        if self.guided:
+            raise ValueError(prm_needed("this search", self.selection))
+        raise ValueError(
+            f"selection={self.selection!r} ranks candidates by verifier score, so it needs "
+            "a prm; pass one, or use selection='majority', 'self_certainty' or 'confidence'"
+        )
+
+
+def prm_needed(strategy: str, selection: str | None) -> str:
+    """Why a guided search cannot run without a verifier, whatever its selection."""
+    text = f"{strategy} needs a prm to guide the search (the verifier's scores steer it)"
+    if selection in VERIFIER_FREE:
+        text += (
+            f"; selection={selection!r} only picks the answer among the solutions it "
+            "finishes, so it needs the prm all the same"
+        )
+    return text
 
 
 class SearchSettings(StrategySettings):
     """Step-level searches (beam search, DVTS): `n` beams, expansion factor `beam_width`."""
 
-    samples_confidences: ClassVar[bool] = False
+    guided: ClassVar[bool] = True
 
     beam_width: int = Field(2, ge=1, le=MAX_N, description="children per kept beam")
     max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
@@ -169,9 +183,6 @@ class SearchSettings(StrategySettings):
         if self.n % self.beam_width != 0:
             raise ValueError(f"n ({self.n}) must be a multiple of beam_width ({self.beam_width})")
         return self
-
-    def needs_prm(self) -> bool:
-        return True
 
 
 class BeamSearchSettings(SearchSettings):
@@ -194,7 +205,7 @@ class AdaptiveSettings(StrategySettings):
 class ParticleSettings(StrategySettings):
     """Particle filtering: `n` particles extended a step at a time, resampled by PRM weight."""
 
-    samples_confidences: ClassVar[bool] = False
+    guided: ClassVar[bool] = True
 
     max_iterations: int = Field(40, ge=1, le=MAX_ITERATIONS, description="steps per solution")
     max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
@@ -205,9 +216,6 @@ class ParticleSettings(StrategySettings):
     # the step-search helpers read these; particle filtering does not use them
     beam_width: ClassVar[int] = 1
     lookahead: ClassVar[int] = 0
-
-    def needs_prm(self) -> bool:
-        return True
 
 
 class MCTSSettings(StrategySettings):
@@ -232,12 +240,11 @@ class MCTSSettings(StrategySettings):
     # the step-search helpers read these: a greedy rollout is one more sampled step per child
     beam_width: ClassVar[int] = 1
 
+    guided: ClassVar[bool] = True
+
     @property
     def lookahead(self) -> int:
         return 1 if self.rollout == "greedy" else 0
-
-    def needs_prm(self) -> bool:
-        return True
 
 
 class RebaseSettings(StrategySettings):
@@ -252,9 +259,7 @@ class RebaseSettings(StrategySettings):
     max_step_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per step")
     beam_width: ClassVar[int] = 1
     lookahead: ClassVar[int] = 0
-
-    def needs_prm(self) -> bool:
-        return True
+    guided: ClassVar[bool] = True
 
 
 class RouterSettings(StrategySettings):
@@ -277,7 +282,6 @@ class RefineSettings(StrategySettings):
     """Self-refinement: `n` parallel chains (per run also "chains"), `rounds` revisions each."""
 
     aliases: ClassVar[dict[str, str]] = {"chains": "n"}
-    samples_confidences: ClassVar[bool] = False
     n: int = Field(
         1, ge=1, le=MAX_N, validation_alias=AliasChoices("n", "chains"), description="chains"
     )
@@ -344,10 +348,7 @@ class SpeculativeSettings(StrategySettings):
         allow_inf_nan=False,
         description="share of the unfinished samples aborted at each checkpoint",
     )
-    samples_confidences: ClassVar[bool] = False
-
-    def needs_prm(self) -> bool:
-        return True
+    guided: ClassVar[bool] = True
 
 
 def describe(error: ValidationError) -> str:

@@ -54,6 +54,10 @@ may come as lists of two strings (JSON has no tuples). A misspelt builder keywor
 is an error naming the valid ones (LangGraph's own `configurable` keys such as `thread_id` are
 ignored); in a strategy used as a node of a parent graph, keys meant for the parent are ignored.
 Without a verifier, `selection` defaults to `"majority"` (nothing to rank by).
+`selection="confidence"` or `"self_certainty"` works in every strategy: each sampled solution,
+step or revision then asks the policy for its top-20 log-probabilities, and a grown solution's
+figures cover all its steps; the strategies that need a verifier (the guided searches) still
+need one, since it steers the search while the selection only picks among its solutions.
 A step search whose per-run `max_iterations` (self-refinement: `rounds`) needs more graph steps
 than the run's `recursion_limit` fails at once with the limit to pass.
 

@@ -4,8 +4,9 @@ A checkpointed thread may be resumed after its state was edited (`graph.aupdate_
 {"pool": ...}, as_node="score")`, a LangGraph server's state API, a tampered checkpoint store),
 so nothing in it is trusted: the settings are validated again (the settings model, as a run's
 overrides are), every candidate list of the state schema holds whole candidates with finite
-scores in [0, 1], the other keys have their declared types, and the keys `prepare` writes are
-present. A failure is a `StateError` naming the thread and the field; nothing runs on it.
+scores in [0, 1] (and finite, non-negative confidence figures, at most one per token a
+solution may generate), the other keys have their declared types, and the keys `prepare`
+writes are present. A failure is a `StateError` naming the thread and the field; nothing runs on it.
 
 The check costs one pydantic validation per state key (microseconds per candidate). A list or
 dict already checked is not checked again while it is the same object (a node's own output,
@@ -24,11 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from langgraph_ttc.errors import SettingsError, TTCError
 from langgraph_ttc.files import describe_fields
-from langgraph_ttc.strategies.settings import StrategySettings
+from langgraph_ttc.strategies.settings import MAX_TOKENS, StrategySettings
 from langgraph_ttc.types import Candidate
 
 S = TypeVar("S", bound=StrategySettings)
 Score = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+# token confidences (minus a mean log-probability) and the figures read from them are >= 0
+Confidence = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 # keys the scaffold checks itself, or input only
 _OWN_KEYS = {"settings", "usage", "messages", "problem"}
@@ -56,6 +59,10 @@ class CandidateCheck(BaseModel):
     parent: int | None = None
     lookahead_score: Score = 0.0
     token_ids: list[int] | None = None
+    # one per generated token, so never more than a solution may generate
+    token_confidences: list[Confidence] | None = Field(None, max_length=MAX_TOKENS)
+    confidence: Confidence = 0.0
+    self_certainty: Confidence = 0.0
 
 
 class UsageCheck(BaseModel):

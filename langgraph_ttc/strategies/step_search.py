@@ -83,8 +83,11 @@ def step_request(
     seed: int | None,
     temperature: float | None = None,
     prefix_token_ids: Sequence[int] | None = None,
+    confidences: bool = True,
 ) -> GenerationRequest:
-    """Sample the next step of `prefix`; on the final iteration, the rest of the solution."""
+    """Sample the next step of `prefix`; on the final iteration, the rest of the solution.
+    With a confidence selection, the step's token confidences are asked for (`confidences`
+    False: a rollout that only values the step, whose tokens no candidate keeps)."""
     settings = run.settings
     return GenerationRequest(
         messages=run.messages(),
@@ -96,6 +99,7 @@ def step_request(
         top_p=settings.top_p,
         stop=() if final else (settings.step_delimiter,),
         seed=seed,
+        top_logprobs=run.top_logprobs() if confidences else None,
     )
 
 
@@ -213,7 +217,14 @@ async def rollouts(
             break
         requests = [
             step_request(
-                run, texts[i], n=1, final=False, seed=None, temperature=0.0, prefix_token_ids=ids[i]
+                run,
+                texts[i],
+                n=1,
+                final=False,
+                seed=None,
+                temperature=0.0,
+                prefix_token_ids=ids[i],
+                confidences=False,
             )
             for i in rolling
         ]

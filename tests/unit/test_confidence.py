@@ -9,9 +9,9 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 from langgraph_ttc import ConfidenceStop, create_best_of_n, create_deepconf, select
 from langgraph_ttc import confidence as conf
-from langgraph_ttc.errors import ConfidenceUnavailableError, SettingsError
+from langgraph_ttc.errors import ConfidenceUnavailableError
 from langgraph_ttc.policies.base import refuse_confidences, validate_requests
-from langgraph_ttc.strategies import create_beam_search, create_speculative_rejection
+from langgraph_ttc.strategies import create_speculative_rejection
 from langgraph_ttc.types import Completion, GenerationRequest
 from tests.fakes import ConfidentPolicy, KeywordPRM, run_streamed
 
@@ -115,11 +115,6 @@ def test_select_votes_with_each_candidates_figure():
     assert select(pool, "confidence")["answer"] == "2"
     assert select(pool, "self_certainty")["answer"] == "1"
     assert select(pool, "majority")["answer"] == "1"
-
-
-def test_step_searches_refuse_confidence_selections():
-    with pytest.raises(SettingsError, match="whole sampled solutions"):
-        create_beam_search(traces(["x"]), KeywordPRM({}), n=2, selection="confidence")
 
 
 # -- DeepConf --------------------------------------------------------------------------------

@@ -29,3 +29,18 @@ def test_tree_searches_continue_their_tree_after_sigkill(tmp_path, strategy):
     conn = str(tmp_path / "checkpoints.sqlite")
     figures = kill_and_resume(tmp_path, "sqlite", conn, strategy=strategy, **SEARCH)
     check_resumed(figures, KILL_AFTER)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("strategy", ["beam_search", "rebase"])
+def test_token_confidences_survive_sigkill(tmp_path, strategy):
+    """selection="confidence": the candidates' token confidences are checkpointed with them,
+    so the resumed run ends with the uninterrupted run's figures and answer."""
+    conn = str(tmp_path / "checkpoints.sqlite")
+    figures = kill_and_resume(
+        tmp_path, "sqlite", conn, strategy=strategy, selection="confidence", **SEARCH
+    )
+    check_resumed(figures, KILL_AFTER)
+    confidences = figures.resumed["token_confidences"]
+    assert confidences == figures.reference["token_confidences"]
+    assert confidences and all(c and set(c) <= {4.0, 9.0} for c in confidences)
