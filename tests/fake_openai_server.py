@@ -42,6 +42,10 @@ class FakeOpenAIServer:
     chunk_delay: float = 0.01  # seconds between streamed chunks
     streams_completed: int = 0  # streams sent to their last token
     streams_closed: int = 0  # streams the client closed before their last token
+    # streams between their request and their last token: counted down before the last token
+    # is sent, so the count never runs ahead of the client's (a bound on it is not racy)
+    open_streams: int = 0
+    max_open_streams: int = 0
     # with `return_token_ids`, vLLM's prompt_token_ids / token_ids, from this tokenizer
     tokenizer: Any = None
     received: list[dict[str, Any]] = field(default_factory=list)
@@ -70,6 +74,8 @@ class FakeOpenAIServer:
             message = f"The model `{body.get('model')}` does not exist."
             return JSONResponse({"error": {"message": message}}, status_code=404)
         if body.get("stream"):
+            self.open_streams += 1
+            self.max_open_streams = max(self.max_open_streams, self.open_streams)
             return StreamingResponse(self._stream(body), media_type="text/event-stream")
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -93,7 +99,9 @@ class FakeOpenAIServer:
             for position, token in enumerate(tokens):
                 last = position == len(tokens) - 1
                 chunk = self._chunk(body, choice, position, token if last else token + " ", last)
-                finished = last  # the client may close once it has the last token
+                if last:  # the client may close once it has the last token
+                    finished = True
+                    self.open_streams -= 1
                 yield f"data: {json.dumps(chunk)}\n\n"
                 await asyncio.sleep(self.chunk_delay)
             yield "data: [DONE]\n\n"
@@ -101,6 +109,7 @@ class FakeOpenAIServer:
             if finished:
                 self.streams_completed += 1
             else:
+                self.open_streams -= 1
                 self.streams_closed += 1
 
     def _chunk(

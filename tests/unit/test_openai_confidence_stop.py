@@ -143,20 +143,10 @@ async def test_concurrency_bounds_the_streams(tokenizer_dir):
     ):
         policy = make_policy(server.url, tokenizer_dir, max_concurrency=2)
         request = GenerationRequest(MESSAGES, n=5, seed=0, top_logprobs=1, confidence_stop=RULE)
-        most = 0
-
-        async def watch() -> None:
-            nonlocal most
-            while True:
-                most = max(most, len(server.received) - server.streams_completed)
-                await asyncio.sleep(0.01)
-
-        watcher = asyncio.create_task(watch())
         [samples] = await policy.generate([request])
-        watcher.cancel()
         streams = server.streams_completed
     assert streams == 5 and len(samples) == 5
-    assert most <= 2
+    assert 1 <= server.max_open_streams <= 2
 
 
 async def test_a_continued_prefix_streams_its_token_ids(tokenizer_dir):
@@ -285,7 +275,8 @@ async def test_an_endless_stream_ends_within_the_timeout(tokenizer_dir):
         started = asyncio.get_running_loop().time()
         with pytest.raises(PolicyError, match=r"did not answer within timeout=1\.0s"):
             await policy.generate([request])
-    assert asyncio.get_running_loop().time() - started < 4
+    # ends near its timeout (a loaded machine may add seconds), not with the endless stream
+    assert asyncio.get_running_loop().time() - started < 10
 
 
 async def test_a_503_before_the_stream_is_retried(tokenizer_dir):
