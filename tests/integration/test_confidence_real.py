@@ -6,10 +6,11 @@ import math
 
 import pytest
 
-from langgraph_ttc import ConfidenceStop, create_deepconf, create_speculative_rejection
+from langgraph_ttc import ConfidenceStop, create_speculative_rejection
 from langgraph_ttc.types import GenerationRequest
 from langgraph_ttc.verifiers import ArithmeticVerifier
 from tests.fakes import run_streamed
+from tests.integration.deepconf_check import check_online_deepconf
 
 pytestmark = pytest.mark.integration
 QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 5 more. How many now?"}]
@@ -56,15 +57,7 @@ async def test_the_stop_rule_aborts_the_sample_in_the_engine(policy):
 
 
 async def test_deepconf_online_end_to_end(policy):
-    graph = create_deepconf(
-        policy, n=4, warmup=2, batch_size=2, window=8, keep=0.9, max_tokens=48, seed=3
-    )
-    out, events = await run_streamed(graph, {"problem": PROBLEM})
-    (threshold,) = [e for e in events if e["type"] == "threshold"]
-    assert threshold["warmup"] == 2 and threshold["threshold"] > math.log(20)
-    assert out["candidates"] and all("confidence" in c for c in out["candidates"])
-    stops = [e for e in events if e["type"] == "early_stop"]
-    assert out["usage"]["policy_tokens"] <= 4 * 48 and len(stops) <= 2
+    await check_online_deepconf(policy, PROBLEM)
     assert await settled(policy) == 0
 
 

@@ -9,9 +9,9 @@ import re
 import httpx
 import pytest
 
-from langgraph_ttc import ConfidenceStop, create_deepconf
+from langgraph_ttc import ConfidenceStop
 from langgraph_ttc.types import GenerationRequest
-from tests.fakes import run_streamed
+from tests.integration.deepconf_check import check_online_deepconf
 
 pytestmark = pytest.mark.integration
 QUESTION = [{"role": "user", "content": "Tom has 3 apples and buys 5 more. How many now?"}]
@@ -73,21 +73,5 @@ async def test_the_stop_rule_closes_the_stream_and_vllm_aborts_it(openai_policy,
 
 
 async def test_deepconf_online_over_the_server(openai_policy, server_url):
-    graph = create_deepconf(
-        openai_policy,
-        n=4,
-        mode="online",
-        warmup=2,
-        batch_size=2,
-        window=8,
-        keep=0.9,
-        max_tokens=48,
-        seed=3,
-    )
-    out, events = await run_streamed(graph, {"problem": PROBLEM})
-    (threshold,) = [e for e in events if e["type"] == "threshold"]
-    assert threshold["warmup"] == 2 and threshold["threshold"] > math.log(20)
-    assert out["candidates"] and all("confidence" in c for c in out["candidates"])
-    stops = [e for e in events if e["type"] == "early_stop"]
-    assert out["usage"]["policy_tokens"] <= 4 * 48 and len(stops) <= 2
+    await check_online_deepconf(openai_policy, PROBLEM)
     assert await unfinished(server_url) == 0
